@@ -1,0 +1,110 @@
+"""The command line end to end on local copies: runs, reports parsed back, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from conftest import tiny_suite_toml
+
+
+def test_run_all_writes_reports_that_parse_back(cli, tiny_config, tmp_path):
+    code, out, err = cli("run", "--all", "--config", tiny_config, "--output", tmp_path / "results", "--quiet")
+    assert code == 0, err
+    (run_dir,) = (tmp_path / "results").iterdir()
+    assert run_dir.name.startswith("s-")
+    meta = json.loads((run_dir / "run.json").read_text())
+    assert meta["status"] == "finished" and meta["seeds"] == [0] and meta["schema_version"] == 1
+    assert meta["config"]["dataset"]["class_names"] == ["blue", "green", "red"]
+    assert meta["environment"]["packages"]["torch"]
+    frame = pd.read_csv(run_dir / "results.csv")
+    assert list(frame["experiment"]) == ["E1", "E2"] and set(frame["status"]) == {"ok"}
+    for _, row in frame.iterrows():
+        record = json.loads((run_dir / "runs" / f"{row['experiment']}-seed0.json").read_text())
+        assert row["test_accuracy"] == pytest.approx(record["test_accuracy"])
+        assert row["trainable_params"] == record["trainable_params"]
+    history = pd.read_csv(run_dir / "history" / "E2-seed0.csv")
+    assert list(history["epoch"]) == [1, 2, 3]
+    report = (run_dir / "report.md").read_text()
+    summary = report.split("## Summary")[1].split("##")[0]
+    first_cells = [line.split("|")[1].strip() for line in summary.splitlines() if line.startswith("|")]
+    assert first_cells[0] == "Experiment" and first_cells[2:] == ["E1", "E2"]
+    assert "all 2 runs ok" in err
+
+
+def test_report_regenerates_without_retraining(cli, tiny_config, tmp_path):
+    results = tmp_path / "results"
+    assert cli("run", "E2", "--config", tiny_config, "--output", results, "--quiet")[0] == 0
+    (run_dir,) = results.iterdir()
+    (run_dir / "report.md").unlink()
+    (run_dir / "results.csv").unlink()
+    code, out, err = cli("report", "--output", results, "--format", "md")
+    assert code == 0, err
+    assert (run_dir / "report.md").is_file() and "E2" in out
+    code, _, _ = cli("report", run_dir, "--format", "json")
+    assert code == 0 and json.loads((run_dir / "report.json").read_text())["runs"][0]["experiment"] == "E2"
+    code, _, _ = cli("report", run_dir, "--format", "csv")
+    assert code == 0 and pd.read_csv(run_dir / "results.csv").shape[0] == 1
+
+
+def test_seeds_epochs_and_json_summary(cli, tiny_config, tmp_path):
+    code, out, err = cli("run", "E2", "--config", tiny_config, "--output", tmp_path, "--seeds", "0-1", "--epochs", "2", "--quiet", "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert [(r["experiment"], r["seed"]) for r in summary["runs"]] == [("E2", 0), ("E2", 1)]
+    assert all(len(pd.read_csv(p)) == 2 for p in (tmp_path.glob("*/history/*.csv")))
+
+
+def test_list_shows_builtin_tuners_and_experiments(cli, tiny_config):
+    code, out, _ = cli("list", "--config", tiny_config, "--json")
+    assert code == 0
+    listing = json.loads(out)
+    names = {t["name"]: t for t in listing["tuners"]}
+    assert {"zero-shot", "linear-probe", "vpt-shallow", "vpt-deep", "dual-prompt", "full-finetune"} <= set(names)
+    assert names["zero-shot"]["distribution"] == "vptbench" and names["zero-shot"]["status"] == "ok"
+    assert [e["id"] for e in listing["experiments"]] == ["E1", "E2"]
+
+
+def _write(tmp_path, text):
+    path = tmp_path / "bench.toml"
+    path.write_text(text)
+    return path
+
+
+def test_bad_inputs_get_one_line_and_exit_code_2(cli, tmp_path, tiny_model_dir, image_folder):
+    good = tiny_suite_toml(tiny_model_dir, image_folder)
+    cases = {
+        "malformed TOML": good.replace("[models.tiny]", "[models.tiny"),
+        "unknown key": good.replace('source = "local"', 'source = "local"\nrevison = "x"'),
+        "Did you mean 'zero-shot'": good.replace('tuner = "zero-shot"', 'tuner = "zeroshot"'),
+        "local model folder": good.replace(str(tiny_model_dir), str(tmp_path / "absent")),
+        "image folder": good.replace(str(image_folder), str(tmp_path / "absent")),
+    }
+    for expected, text in cases.items():
+        code, out, err = cli("run", "--all", "--config", _write(tmp_path, text), "--output", tmp_path / "out", "--quiet")
+        assert code == 2, (expected, err)
+        assert expected in err and "Traceback" not in err + out
+        assert len(err.strip().splitlines()) == 1 or "error:" in err.strip().splitlines()[0], err
+    assert not (tmp_path / "out").exists()  # nothing half-written
+
+
+def test_hub_model_while_offline_says_so(cli, tmp_path, image_folder, tiny_model_dir):
+    text = tiny_suite_toml(tiny_model_dir, image_folder).replace(f'source = "local"\npath = "{tiny_model_dir}"', 'source = "hub"\nid = "openai/clip-vit-base-patch16"')
+    code, _, err = cli("run", "--all", "--config", _write(tmp_path, text), "--output", tmp_path / "out", "--quiet")
+    assert code == 2
+    assert "offline" in err and 'source = "local"' in err.replace("\n", "")
+
+
+def test_run_needs_ids_or_all(cli, tiny_config):
+    code, _, err = cli("run", "--config", tiny_config)
+    assert code == 2 and "--all" in err
+
+
+def test_help_is_fast_and_imports_no_torch():
+    code = "import sys\nfrom vptbench.cli import app\ntry:\n    app(['--help'])\nexcept SystemExit:\n    pass\nprint('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip().splitlines()[-1] == "False"

@@ -1,0 +1,132 @@
+"""The harness: seeded splits, selection on validation, convergence, divergence, determinism."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from vptbench.data import ImageData, ImageSplit, make_splits
+from vptbench.harness.runner import PlannedExperiment, QuietObserver, Workbench, run_one
+from vptbench.harness.trainer import Batches, EpochRecord, epochs_to_converge, fit
+from vptbench.plugins import load_tuner
+from vptbench.protocol import Task
+from vptbench.registry import Convergence, Experiment, Training
+from vptbench.testing import tiny_clip
+
+
+def _data(n_per_class: int = 20, classes: int = 3) -> ImageData:
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.arange(classes).repeat_interleave(n_per_class)
+    pixels = torch.randint(0, 256, (len(labels), 3, 32, 32), generator=generator, dtype=torch.uint8)
+    pixels[:, 0] = (labels * 100).view(-1, 1, 1).to(torch.uint8)  # a learnable colour cue per class
+    split = ImageSplit(pixels, labels)
+    return ImageData(train=split, test=ImageSplit(pixels[::2], labels[::2]), validation=None, mean=[0.5] * 3, std=[0.25] * 3)
+
+
+def test_validation_split_is_stratified_seeded_and_disjoint():
+    data = _data()
+    a, b, c = make_splits(data, 0.2, seed=0), make_splits(data, 0.2, seed=0), make_splits(data, 0.2, seed=1)
+    assert torch.equal(a.val.labels, b.val.labels) and torch.equal(a.val.pixels, b.val.pixels)
+    assert not torch.equal(a.val.pixels, c.val.pixels)
+    assert torch.bincount(a.val.labels).tolist() == [4, 4, 4]
+    assert len(a.train) + len(a.val) == len(data.train)
+    train_rows = {tuple(p.flatten().tolist()) for p in a.train.pixels}
+    assert not any(tuple(p.flatten().tolist()) in train_rows for p in a.val.pixels)
+
+
+def _history(accuracies):
+    return [EpochRecord(i + 1, 0.0, 0.0, 0.0, acc, 0.0) for i, acc in enumerate(accuracies)]
+
+
+def test_epochs_to_converge_is_first_epoch_within_tolerance_of_best():
+    assert epochs_to_converge(_history([0.5, 0.80, 0.895, 0.90, 0.88]), 0.01) == 3
+    assert epochs_to_converge(_history([0.5, 0.80, 0.895, 0.90, 0.88]), 0.0) == 4
+    assert epochs_to_converge([], 0.01) == 0
+
+
+class Scripted(nn.Module):
+    """Validation accuracy follows a script: lets selection and early stopping be checked exactly."""
+
+    def __init__(self, script):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(()))
+        self.script, self.calls = script, 0
+
+    def forward(self, x):
+        if not self.training:  # evaluation: correct on the scripted share of samples
+            accuracy = self.script[min(self.calls, len(self.script) - 1)]
+            self.calls += 1
+            n = len(x)
+            correct = torch.arange(n) < round(accuracy * n)
+            logits = torch.zeros(n, 2)
+            logits[correct, 0], logits[~correct, 1] = 1.0, 1.0
+            return logits + 0 * self.weight
+        return torch.stack([self.weight.expand(len(x)), -self.weight.expand(len(x))], dim=1)
+
+
+def _fit(module, epochs, **convergence):
+    x, y = torch.zeros(100, 1), torch.zeros(100, dtype=torch.long)
+    training = Training(epochs=epochs, batch_size=50, convergence=Convergence(**convergence))
+    return fit(module, module, Batches(x, y), Batches(x, y), training, torch.Generator().manual_seed(0), torch.device("cpu"))
+
+
+def test_best_validation_epoch_is_selected_and_restored():
+    module = Scripted([0.5, 0.9, 0.6, 0.7])
+    outcome = _fit(module, epochs=4)
+    assert [r.val_accuracy for r in outcome.history] == pytest.approx([0.5, 0.9, 0.6, 0.7])
+    assert outcome.best_epoch == 2 and not outcome.stopped_early
+    weights_seen = []
+    module2 = Scripted([0.5, 0.9, 0.6, 0.7])
+    outcome2 = _fit(module2, epochs=2)
+    weights_seen.append(module2.weight.item())
+    assert outcome2.best_epoch == 2
+    assert module.weight.item() == weights_seen[0]  # restored to the state after epoch 2
+
+
+def test_early_stopping_uses_patience_and_min_delta():
+    outcome = _fit(Scripted([0.5, 0.8, 0.805, 0.79, 0.81, 0.95]), epochs=6, patience=3, min_delta=0.02)
+    assert outcome.stopped_early and len(outcome.history) == 5
+    assert outcome.best_epoch == 5  # selection still takes the best accuracy seen
+
+
+def test_non_finite_loss_stops_the_run_as_diverged():
+    class Exploding(Scripted):
+        def forward(self, x):
+            return super().forward(x) * float("nan") if self.training else super().forward(x)
+
+    outcome = _fit(Exploding([0.5]), epochs=5)
+    assert outcome.status == "diverged" and outcome.diverged_epoch == 1 and outcome.history == []
+
+
+def _bench(data=None):
+    clip, tokenizer, _ = tiny_clip()
+    task = Task(["a", "b", "c"], ["a photo of a {}."], tokenizer)
+    return Workbench(type("M", (), {"clip": clip})(), data or _data(), task, torch.device("cpu"))
+
+
+def _plan(name, epochs=3, **params):
+    tuner = load_tuner(name)
+    return PlannedExperiment("E", Experiment(tuner=name, params=params), Training(epochs=epochs, batch_size=8), tuner, tuner.Config(**params))
+
+
+def test_same_config_and_seed_give_identical_records():
+    bench = _bench()
+    for name in ("linear-probe", "vpt-deep"):
+        first, second = (run_one(bench, _plan(name, num_tokens=2) if name == "vpt-deep" else _plan(name), 0, QuietObserver()) for _ in range(2))
+        keys = ("test_accuracy", "val_accuracy", "train_accuracy", "confusion_matrix", "best_epoch")
+        assert {k: first[k] for k in keys} == {k: second[k] for k in keys}
+        assert [(h["train_loss"], h["val_loss"]) for h in first["history"]] == [(h["train_loss"], h["val_loss"]) for h in second["history"]]
+
+
+def test_run_record_measures_what_it_claims():
+    record = run_one(_bench(), _plan("linear-probe", epochs=4), 0, QuietObserver())
+    assert record["status"] == "ok" and record["cached_features"] is True
+    assert record["trainable_params"] == 32 * 3 + 3 and record["total_params"] > record["trainable_params"]
+    assert record["split_sizes"] == {"train": 48, "val": 12, "test": 30}
+    assert record["epochs_run"] == 4 and len(record["history"]) == 4
+    assert sum(row["support"] for row in record["per_class"]) == 30
+    assert sum(map(sum, record["confusion_matrix"])) == 30
+    assert record["images_per_second"] > 0 and record["peak_memory_mb"] > 0
+    zero_shot = run_one(_bench(), _plan("zero-shot"), 0, QuietObserver())
+    assert zero_shot["epochs_run"] == 0 and zero_shot["trainable_params"] == 0 and zero_shot["history"] == []

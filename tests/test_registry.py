@@ -1,0 +1,126 @@
+"""The registry: shipped suites validate in both phases; every bad input names file and TOML path."""
+
+from __future__ import annotations
+
+import pytest
+
+from vptbench.errors import ConfigError, UsageError
+from vptbench.harness.suite import plan_experiments, select_suite
+from vptbench.registry import load_registry
+from vptbench.registry.load import PACKAGED_CONFIG
+
+
+def test_shipped_registry_validates_every_suite_and_tuner_params():
+    registry, path = load_registry(PACKAGED_CONFIG)
+    assert {"demo", "paper"} <= set(registry.suites) and registry.default_suite == "demo"
+    for name, suite in registry.suites.items():
+        plans = plan_experiments(name, suite, path, list(suite.experiments))
+        assert all(plan.tuner is not None and plan.error == "" for plan in plans)
+    assert [e.tuner for e in registry.suites["paper"].experiments.values()] == [
+        "zero-shot", "linear-probe", "vpt-shallow", "vpt-deep", "dual-prompt", "full-finetune",
+    ]  # fmt: skip
+
+
+def test_paper_suite_carries_the_reference_study():
+    registry, _ = load_registry(PACKAGED_CONFIG)
+    paper = registry.suites["paper"]
+    training = paper.training
+    assert (training.optimizer, training.lr, training.batch_size, training.epochs) == ("adam", 1e-3, 32, 500)
+    assert registry.models[paper.model].id == "openai/clip-vit-base-patch16"
+    assert registry.datasets[paper.dataset].id == "aggr8/brain_mri_train_test_split"
+    accuracies = {k: e.reference.test_accuracy for k, e in paper.experiments.items()}
+    assert accuracies == {"E1": 0.29, "E2": 0.91, "E3": 0.88, "E4": 0.92, "E5": 1.0, "E6": 0.95}
+
+
+def _load(tmp_path, text):
+    path = tmp_path / "bench.toml"
+    path.write_text(text)
+    return load_registry(path)
+
+
+VALID = """
+[models.m]
+source = "builtin"
+id = "demo-clip"
+[datasets.d]
+source = "builtin"
+id = "sklearn-digits"
+class_names = ["a", "b"]
+[suites.demo]
+model = "m"
+dataset = "d"
+[suites.demo.training]
+lr = 0.001
+[suites.demo.experiments.E1]
+tuner = "vpt-shallow"
+params = { num_tokens = 4 }
+"""
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (("[models.m]", "[models.m\n"), "malformed TOML"),
+        (("lr = 0.001", "lr = 0.001\nlearning_rate = 1"), "suites.demo.training.learning_rate: unknown key"),
+        (("lr = 0.001", "lr = 0"), "suites.demo.training.lr: Input should be greater than 0"),
+        (("lr = 0.001", "lr = 'fast'"), "suites.demo.training.lr: Input should be a valid number"),
+        (("lr = 0.001", "epochs = 0"), "suites.demo.training.epochs: Input should be greater than or equal to 1"),
+        (("lr = 0.001", "batch_size = -1"), "suites.demo.training.batch_size: Input should be greater than or equal to 1"),
+        (("lr = 0.001", "val_fraction = 1.0"), "suites.demo.training.val_fraction: Input should be less than 1"),
+        (("lr = 0.001", "seeds = [-1]"), "suites.demo.training.seeds.0: Input should be greater than or equal to 0"),
+        (('model = "m"', 'model = "nope"'), "suites.demo.model: 'nope' is not declared under [models]"),
+        (('id = "demo-clip"', 'path = "x"'), "models.m: source 'builtin' takes `id`"),
+        (('class_names = ["a", "b"]', 'class_names = ["a", "a"]'), "class_names contains duplicates"),
+    ],
+)
+def test_outer_schema_errors_name_file_and_path(tmp_path, edit, expected):
+    with pytest.raises(ConfigError) as info:
+        _load(tmp_path, VALID.replace(*edit))
+    message = str(info.value)
+    assert message.startswith(str(tmp_path / "bench.toml")) and expected in message
+    assert "\n" not in message
+
+
+def test_malformed_toml_reports_line_and_column(tmp_path):
+    with pytest.raises(ConfigError, match=r"line 2, column \d+"):
+        _load(tmp_path, VALID.replace("[models.m]", "[models.m"))
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ("{ num_tokens = 0 }", "suites.demo.experiments.E1.params.num_tokens: Input should be greater than or equal to 1"),
+        ("{ tokens = 4 }", "suites.demo.experiments.E1.params.tokens: unknown key"),
+        ('{ head = "mlp" }', "suites.demo.experiments.E1.params.head: Input should be 'linear' or 'text'"),
+    ],
+)
+def test_tuner_params_are_validated_by_the_tuner_config(tmp_path, params, expected):
+    registry, path = _load(tmp_path, VALID.replace("{ num_tokens = 4 }", params))
+    with pytest.raises(ConfigError) as info:
+        plan_experiments("demo", registry.suites["demo"], path, ["E1"])
+    assert expected in str(info.value)
+
+
+def test_unknown_tuner_suggests_the_closest_name(tmp_path):
+    registry, path = _load(tmp_path, VALID.replace('"vpt-shallow"', '"vpt-shalow"'))
+    with pytest.raises(ConfigError, match=r"Unknown tuner 'vpt-shalow'. Did you mean 'vpt-shallow'\? Available: .*zero-shot"):
+        plan_experiments("demo", registry.suites["demo"], path, ["E1"])
+
+
+def test_unknown_experiment_and_suite_are_usage_errors(tmp_path):
+    registry, path = _load(tmp_path, VALID)
+    with pytest.raises(UsageError, match="Unknown experiment in suite 'demo' 'E9'"):
+        plan_experiments("demo", registry.suites["demo"], path, ["E9"])
+    with pytest.raises(UsageError, match="Unknown suite 'dem'. Did you mean 'demo'"):
+        select_suite(registry, "dem")
+
+
+def test_experiment_overrides_inherit_the_rest(tmp_path):
+    registry, _ = _load(tmp_path, VALID + 'training = { epochs = 7, convergence = { patience = 3 } }\n')
+    training = registry.suites["demo"].training_for("E1")
+    assert (training.epochs, training.lr, training.convergence.patience) == (7, 0.001, 3)
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_registry(tmp_path / "absent.toml")

@@ -1,0 +1,1 @@
+"""Pieces of CLIP's forward pass that tuners share, written against transformers' own modules."""

@@ -1,0 +1,53 @@
+"""Projected image and text features, portable across transformers 4.x and 5.x."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from transformers import CLIPModel, PreTrainedTokenizerBase
+
+from vptbench.errors import DataError
+
+
+def pooled(output: Tensor | object) -> Tensor:
+    """transformers 5.x returns an output object where 4.x returned the projected tensor."""
+    return output if torch.is_tensor(output) else output.pooler_output  # type: ignore[attr-defined]
+
+
+def image_features(clip: CLIPModel, pixel_values: Tensor) -> Tensor:
+    """CLIP's projected (unnormalised) image embedding."""
+    return pooled(clip.get_image_features(pixel_values=pixel_values))
+
+
+def tokenize(tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> dict[str, Tensor]:
+    """Padded token ids and mask; a prompt truncated before its EOS would pool the wrong token."""
+    batch = tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
+    eos = tokenizer.eos_token_id
+    for text, ids in zip(texts, batch["input_ids"]):
+        if eos is not None and not (ids == eos).any():
+            raise DataError(f"prompt {text!r} is longer than the tokenizer's {tokenizer.model_max_length}-token limit")
+    return {key: batch[key] for key in ("input_ids", "attention_mask")}
+
+
+def class_prompts(tokenizer: PreTrainedTokenizerBase, class_names: list[str], templates: list[str]) -> list[dict[str, Tensor]]:
+    """One tokenised batch of class prompts per template."""
+    return [tokenize(tokenizer, [template.format(name) for name in class_names]) for template in templates]
+
+
+def class_text_features(clip: CLIPModel, prompts: list[dict[str, Tensor]]) -> Tensor:
+    """One unit-norm embedding per class, averaged over templates (CLIP's prompt ensembling)."""
+    device = clip.text_projection.weight.device
+    per_template = [
+        normalize(pooled(clip.get_text_features(**{k: v.to(device) for k, v in tokens.items()})))
+        for tokens in prompts
+    ]
+    return normalize(torch.stack(per_template).mean(dim=0))
+
+
+def normalize(features: Tensor) -> Tensor:
+    return features / features.norm(dim=-1, keepdim=True)
+
+
+def cosine_logits(clip: CLIPModel, image: Tensor, text: Tensor) -> Tensor:
+    """CLIP's classifier: temperature-scaled cosine similarity of images to class texts."""
+    return clip.logit_scale.exp() * normalize(image) @ normalize(text).t()

@@ -1,0 +1,44 @@
+"""CLIP's vision path run layer by layer, so prompt tokens can be inserted without forking the model.
+
+The path is embeddings -> pre_layrnorm -> encoder layers -> post_layernorm(CLS) -> visual_projection,
+exactly as transformers runs it; with no prompts the result equals `get_image_features`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+from transformers import CLIPModel
+
+
+def vpt_init_bound(clip: CLIPModel) -> float:
+    """VPT's uniform initialisation range: sqrt(6 / (3 * patch^2 + width))."""
+    config = clip.config.vision_config
+    return math.sqrt(6.0 / (3 * config.patch_size**2 + config.hidden_size))
+
+
+def prompted_image_features(
+    clip: CLIPModel,
+    pixel_values: Tensor,
+    prompts: list[Tensor | None] | None = None,
+) -> Tensor:
+    """Projected image features with visual prompts.
+
+    `prompts[i]` (shape `(P, width)`) is placed in the P slots right after CLS before layer i:
+    inserted at the first prompted layer, then replacing the previous layer's prompt outputs
+    so the sequence length stays constant (VPT-deep). A shallow prompt is `[p, None, ...]`.
+    Prompts carry no position embedding.
+    """
+    vision = clip.vision_model
+    hidden = vision.pre_layrnorm(vision.embeddings(pixel_values))
+    inserted = 0
+    for index, layer in enumerate(vision.encoder.layers):
+        prompt = prompts[index] if prompts is not None and index < len(prompts) else None
+        if prompt is not None:
+            batch = prompt.to(hidden.dtype).unsqueeze(0).expand(hidden.shape[0], -1, -1)
+            hidden = torch.cat([hidden[:, :1], batch, hidden[:, 1 + inserted :]], dim=1)
+            inserted = prompt.shape[0]
+        hidden = layer(hidden, None)
+    return clip.visual_projection(vision.post_layernorm(hidden[:, 0]))

@@ -1,0 +1,135 @@
+"""Read a declared dataset's images and labels from the package, an image folder or the Hub."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from PIL import Image
+
+from vptbench.data.store import ImageData, ImageSplit, preprocess
+from vptbench.errors import DataError, unknown_name
+from vptbench.models import LoadedModel, hub_offline
+from vptbench.registry import DatasetSpec
+
+RawSplit = tuple[Sequence[Image.Image], list[int]]
+
+
+def _sklearn_digits() -> dict[str, RawSplit]:
+    """scikit-learn's real handwritten digits; a fixed stratified 30 % test split."""
+    from sklearn.model_selection import train_test_split
+
+    from vptbench.demo_model.digits import load_digit_images
+
+    images, labels = load_digit_images()
+    idx_train, idx_test = train_test_split(
+        list(range(len(labels))), test_size=0.3, stratify=labels, random_state=0
+    )
+    return {
+        "train": ([images[i] for i in idx_train], [labels[i] for i in idx_train]),
+        "test": ([images[i] for i in idx_test], [labels[i] for i in idx_test]),
+    }
+
+
+BUILTIN_DATASETS: dict[str, Callable[[], dict[str, RawSplit]]] = {"sklearn-digits": _sklearn_digits}
+
+
+def load_images(name: str, spec: DatasetSpec, model: LoadedModel, progress=None) -> ImageData:
+    """Load `spec`'s splits and decode them once, at the model's input size."""
+    raw = _read(name, spec)
+    splits = {}
+    for split, (images, labels) in raw.items():
+        _check_labels(name, spec, split, labels)
+        splits[split] = ImageSplit(*preprocess(images, labels, model.image_processor, f"{name}/{split}", progress))
+    mean, std = model.mean_std
+    return ImageData(
+        train=splits["train"], test=splits["test"], validation=splits.get("validation"), mean=mean, std=std
+    )
+
+
+def _read(name: str, spec: DatasetSpec) -> dict[str, RawSplit]:
+    if spec.source == "builtin":
+        if spec.id not in BUILTIN_DATASETS:
+            raise DataError(f"datasets.{name}: " + unknown_name("builtin dataset", spec.id, BUILTIN_DATASETS))
+        return BUILTIN_DATASETS[spec.id]()
+    return _read_hf(name, spec)
+
+
+def _read_hf(name: str, spec: DatasetSpec) -> dict[str, RawSplit]:
+    """Hub datasets and local image folders both go through `datasets.load_dataset`."""
+    import datasets
+
+    if spec.source == "imagefolder":
+        folder = Path(spec.path).expanduser()
+        if not folder.is_dir():
+            raise DataError(f"datasets.{name}: image folder '{spec.path}' does not exist")
+        args, kwargs = ("imagefolder",), {"data_dir": str(folder)}
+    else:
+        args, kwargs = (spec.id,), {"revision": spec.revision}
+    try:
+        loaded = datasets.load_dataset(*args, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - datasets raises many types; all mean "cannot load"
+        raise DataError(_explain(name, spec, exc)) from None
+    wanted = {"train": spec.train_split, "test": spec.test_split}
+    if spec.validation_split:
+        wanted["validation"] = spec.validation_split
+    out = {}
+    for role, split in wanted.items():
+        if split not in loaded:
+            raise DataError(f"datasets.{name}: split '{split}' not found; the dataset has {', '.join(loaded)}")
+        data = loaded[split]
+        for column in (spec.image_column, spec.label_column):
+            if column not in data.column_names:
+                raise DataError(
+                    f"datasets.{name}: split '{split}' has no column '{column}'; columns: {', '.join(data.column_names)}"
+                )
+        _check_label_names(name, spec, data.features[spec.label_column])
+        out[role] = (_LazyImages(name, split, data, spec.image_column), list(data[spec.label_column]))
+    return out
+
+
+class _LazyImages(Sequence):
+    """Decode one image at a time, naming the ones that fail."""
+
+    def __init__(self, name: str, split: str, data, column: str) -> None:
+        self.name, self.split, self.data, self.column = name, split, data, column
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index):
+        try:
+            return self.data[index][self.column]
+        except Exception as exc:  # noqa: BLE001 - PIL raises many types for a corrupt file
+            raise DataError(f"datasets.{self.name}: image {index} of split '{self.split}' cannot be decoded: {exc}") from None
+
+
+def _check_label_names(name: str, spec: DatasetSpec, feature) -> None:
+    names = getattr(feature, "names", None)
+    if names is not None and len(names) != len(spec.class_names):
+        raise DataError(
+            f"datasets.{name}: class_names lists {len(spec.class_names)} classes but the label column has "
+            f"{len(names)} ({', '.join(names)})"
+        )
+
+
+def _check_labels(name: str, spec: DatasetSpec, split: str, labels: list[int]) -> None:
+    if not labels:
+        raise DataError(f"datasets.{name}: split '{split}' is empty")
+    bad = sorted({label for label in labels if not 0 <= label < len(spec.class_names)})
+    if bad:
+        raise DataError(
+            f"datasets.{name}: split '{split}' has labels {bad[:5]} outside 0..{len(spec.class_names) - 1} "
+            f"({len(spec.class_names)} class_names declared)"
+        )
+
+
+def _explain(name: str, spec: DatasetSpec, exc: Exception) -> str:
+    if spec.source == "hub" and hub_offline():
+        return (
+            f"datasets.{name}: '{spec.id}' must come from the HuggingFace Hub, which is offline here "
+            "(HF_HUB_OFFLINE=1); save it elsewhere as an image folder (train/ and test/ with one "
+            "subfolder per class) and declare it with source = \"imagefolder\" and path = \"...\""
+        )
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return f"datasets.{name}: cannot load '{spec.id or spec.path}': {first}"

@@ -1,0 +1,87 @@
+"""Images decoded once into uint8 tensors; normalisation happens on the device, per batch."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from vptbench.errors import DataError
+
+CHUNK = 256
+
+
+@dataclass
+class ImageSplit:
+    pixels: Tensor  # uint8 (N, 3, H, W)
+    labels: Tensor  # int64 (N,)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, index: Tensor) -> ImageSplit:
+        return ImageSplit(self.pixels[index], self.labels[index])
+
+
+@dataclass
+class ImageData:
+    train: ImageSplit
+    test: ImageSplit
+    validation: ImageSplit | None
+    mean: list[float]
+    std: list[float]
+
+
+@dataclass
+class Splits:
+    """The three roles a run uses: train to fit, val to select, test once at the end."""
+
+    train: ImageSplit
+    val: ImageSplit
+    test: ImageSplit
+
+
+def preprocess(images: Sequence, labels: list[int], processor, what: str, progress=None) -> tuple[Tensor, Tensor]:
+    """Resize and crop every image once with the model's own processor, keeping uint8."""
+    chunks = []
+    task = progress.add_task(f"decode {what}", total=len(images)) if progress else None
+    for start in range(0, len(images), CHUNK):
+        batch = [_rgb(images[i]) for i in range(start, min(start + CHUNK, len(images)))]
+        out = processor(batch, do_rescale=False, do_normalize=False, return_tensors="pt")["pixel_values"]
+        chunks.append(out.round().clamp(0, 255).to(torch.uint8) if out.is_floating_point() else out)
+        if progress:
+            progress.advance(task, len(batch))
+    if progress:
+        progress.remove_task(task)
+    return torch.cat(chunks), torch.tensor(labels, dtype=torch.long)
+
+
+def _rgb(image):
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def make_splits(data: ImageData, val_fraction: float, seed: int) -> Splits:
+    """A stratified, seeded validation split carved from train, unless the dataset has its own."""
+    if data.validation is not None:
+        return Splits(data.train, data.validation, data.test)
+    from sklearn.model_selection import train_test_split
+
+    labels = data.train.labels.numpy()
+    try:
+        idx_train, idx_val = train_test_split(
+            range(len(labels)), test_size=val_fraction, stratify=labels, random_state=seed
+        )
+    except ValueError as exc:
+        raise DataError(f"cannot carve a stratified validation split ({val_fraction:.0%} of train): {exc}") from None
+    return Splits(
+        data.train.subset(torch.tensor(sorted(idx_train))),
+        data.train.subset(torch.tensor(sorted(idx_val))),
+        data.test,
+    )
+
+
+def normalize(pixels: Tensor, mean: Tensor, std: Tensor) -> Tensor:
+    """uint8 pixels to the float input CLIP expects, on whatever device `pixels` lives."""
+    return (pixels.float().div_(255) - mean) / std

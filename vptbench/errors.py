@@ -1,0 +1,42 @@
+"""Errors the CLI turns into one line and an exit code instead of a traceback."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class VptbenchError(Exception):
+    """An error caused by input or environment, reported as one line."""
+
+    exit_code = 1
+
+
+class UsageError(VptbenchError):
+    """Bad command line, configuration, plugin or path: exit code 2."""
+
+    exit_code = 2
+
+
+class ConfigError(UsageError):
+    """The registry file is malformed or fails validation."""
+
+
+class PluginError(UsageError):
+    """A tuner cannot be found, loaded or is not a valid tuner."""
+
+
+class DataError(UsageError):
+    """A dataset cannot be loaded or does not match its declaration."""
+
+
+class ModelError(UsageError):
+    """A model cannot be loaded or is unusable."""
+
+
+def unknown_name(kind: str, name: str, available: Iterable[str]) -> str:
+    """lm-eval style message: the culprit, a suggestion, and the choices."""
+    choices = sorted(available)
+    close = difflib.get_close_matches(name, choices, n=1)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    return f"Unknown {kind} '{name}'.{hint} Available: {', '.join(choices) or 'none'}."

@@ -1,0 +1,1 @@
+"""Everything measured: seeds, devices, the training loop, metrics, and the suite runner."""

@@ -1,0 +1,159 @@
+"""Run one (experiment, seed): build the tuner, train on train, select on val, test once."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor, nn
+
+from vptbench.data import ImageData, make_splits, normalize
+from vptbench.harness.device import clock, describe, peak_memory, reset_peak_memory
+from vptbench.harness.metrics import classification_metrics
+from vptbench.harness.seeding import seed_everything
+from vptbench.harness.trainer import Batches, EpochRecord, FitOutcome, evaluate, fit
+from vptbench.models import LoadedModel
+from vptbench.protocol import Task
+from vptbench.registry import Experiment, Training
+
+
+class Observer(Protocol):
+    """What the runner reports while it works; the CLI draws progress bars from it."""
+
+    progress: Any
+
+    def run_started(self, experiment_id: str, seed: int, epochs: int) -> None: ...
+
+    def epoch_done(self, record: EpochRecord) -> None: ...
+
+    def run_done(self, record: dict) -> None: ...
+
+
+class QuietObserver:
+    progress = None
+
+    def run_started(self, experiment_id: str, seed: int, epochs: int) -> None:
+        pass
+
+    def epoch_done(self, record: EpochRecord) -> None:
+        pass
+
+    def run_done(self, record: dict) -> None:
+        pass
+
+
+@dataclass
+class PlannedExperiment:
+    """An experiment resolved against its tuner: class, validated config and training settings."""
+
+    id: str
+    spec: Experiment
+    training: Training
+    tuner: type | None
+    config: Any
+    error: str = ""  # why the tuner cannot be used; the run is recorded as failed
+
+
+@dataclass
+class Workbench:
+    """What every run of a suite shares: the pristine model, decoded data, task and device."""
+
+    model: LoadedModel
+    data: ImageData
+    task: Task
+    device: torch.device
+
+
+def count_parameters(module: nn.Module) -> tuple[int, int]:
+    """(trainable, total), each shared tensor counted once."""
+    unique = {id(p): p for p in module.parameters()}.values()
+    return sum(p.numel() for p in unique if p.requires_grad), sum(p.numel() for p in unique)
+
+
+def uses_cached_features(tuner: nn.Module) -> bool:
+    return callable(getattr(tuner, "encode", None)) and callable(getattr(tuner, "classify", None))
+
+
+def run_one(bench: Workbench, plan: PlannedExperiment, seed: int, observer: Observer) -> dict:
+    """Everything measured for one (experiment, seed); raises only on harness bugs or bad tuners."""
+    device = bench.device
+    start = clock(device)
+    generator = seed_everything(seed)
+    clip = copy.deepcopy(bench.model.clip).requires_grad_(False)
+    tuner = plan.tuner(plan.config, clip, bench.task).to(device)
+    splits = make_splits(bench.data, plan.training.val_fraction, seed)
+    mean = torch.tensor(bench.data.mean, device=device).view(1, -1, 1, 1)
+    std = torch.tensor(bench.data.std, device=device).view(1, -1, 1, 1)
+
+    def pixels(x: Tensor) -> Tensor:
+        return normalize(x, mean, std)
+
+    def as_batches(split) -> Batches:
+        return Batches(split.pixels.to(device), split.labels.to(device), pixels)
+
+    train, val, test = (as_batches(s) for s in (splits.train, splits.val, splits.test))
+    logits_fn = tuner
+    if uses_cached_features(tuner):
+        train, val, test = (_encode_once(tuner, b, plan.training.eval_batch_size) for b in (train, val, test))
+        logits_fn = tuner.classify
+    trainable, total = count_parameters(tuner)
+    reset_peak_memory(device)
+    setup_seconds = clock(device) - start
+
+    epochs = plan.training.epochs if trainable else 0
+    observer.run_started(plan.id, seed, epochs)
+    if trainable:
+        outcome = fit(tuner, logits_fn, train, val, plan.training, generator, device, observer.epoch_done)
+    else:
+        outcome = FitOutcome()
+
+    start = clock(device)
+    batch = plan.training.eval_batch_size
+    train_eval, val_eval = evaluate(tuner, logits_fn, train, batch), evaluate(tuner, logits_fn, val, batch)
+    test_eval = evaluate(tuner, logits_fn, test, batch)  # the only time the test split is touched
+    outcome.eval_seconds += clock(device) - start
+    metrics = classification_metrics(test.labels.cpu().numpy(), test_eval.predictions.numpy(), bench.task.class_names)
+    memory, memory_kind = peak_memory(device)
+    return {
+        "experiment": plan.id,
+        "tuner": plan.spec.tuner,
+        "seed": seed,
+        "status": outcome.status,
+        "error": f"non-finite training loss at epoch {outcome.diverged_epoch}" if outcome.diverged_epoch else "",
+        "trainable_params": trainable,
+        "total_params": total,
+        "trainable_percent": 100.0 * trainable / total if total else 0.0,
+        "train_accuracy": train_eval.accuracy,
+        "val_accuracy": val_eval.accuracy,
+        "val_loss": val_eval.loss,
+        "test_accuracy": metrics["accuracy"],
+        "test_loss": test_eval.loss,
+        "test_macro_f1": metrics["macro_f1"],
+        "epochs_run": len(outcome.history),
+        "best_epoch": outcome.best_epoch,
+        "epochs_to_converge": outcome.epochs_to_converge,
+        "stopped_early": outcome.stopped_early,
+        "setup_seconds": setup_seconds,
+        "train_seconds": outcome.train_seconds,
+        "eval_seconds": outcome.eval_seconds,
+        "seconds_to_converge": sum(r.train_seconds for r in outcome.history[: outcome.epochs_to_converge]),
+        "images_per_second": outcome.images_trained / outcome.train_seconds if outcome.train_seconds else 0.0,
+        "peak_memory_mb": memory,
+        "memory_kind": memory_kind,
+        "device": describe(device),
+        "cached_features": logits_fn is not tuner,
+        "split_sizes": {"train": len(train), "val": len(val), "test": len(test)},
+        "per_class": metrics["per_class"],
+        "confusion_matrix": metrics["confusion_matrix"],
+        "history": outcome.history_rows(),
+    }
+
+
+@torch.no_grad()
+def _encode_once(tuner: nn.Module, batches: Batches, batch_size: int) -> Batches:
+    """The frozen encoder's output for every image, computed once for all epochs."""
+    tuner.eval()
+    features = torch.cat([tuner.encode(x) for x, _ in batches.iterate(batch_size)])
+    return Batches(features, batches.labels)

@@ -1,0 +1,164 @@
+"""The one training loop every strategy shares: select on validation, never look at test."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from vptbench.harness.device import clock
+from vptbench.registry import Training
+
+
+@dataclass
+class Batches:
+    """A split as the model consumes it: stored inputs, labels, and a per-batch transform."""
+
+    inputs: Tensor
+    labels: Tensor
+    transform: Callable[[Tensor], Tensor] = lambda x: x
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def iterate(self, batch_size: int, generator: torch.Generator | None = None) -> Iterator[tuple[Tensor, Tensor]]:
+        order = torch.randperm(len(self), generator=generator) if generator is not None else torch.arange(len(self))
+        order = order.to(self.labels.device)
+        for start in range(0, len(self), batch_size):
+            index = order[start : start + batch_size]
+            yield self.transform(self.inputs[index]), self.labels[index]
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    train_loss: float
+    train_accuracy: float
+    val_loss: float
+    val_accuracy: float
+    train_seconds: float
+
+
+@dataclass
+class FitOutcome:
+    status: str = "ok"  # ok | diverged
+    history: list[EpochRecord] = field(default_factory=list)
+    best_epoch: int = 0
+    epochs_to_converge: int = 0
+    stopped_early: bool = False
+    diverged_epoch: int | None = None
+    train_seconds: float = 0.0
+    eval_seconds: float = 0.0
+    images_trained: int = 0
+
+    def history_rows(self) -> list[dict]:
+        return [asdict(record) for record in self.history]
+
+
+@dataclass
+class Evaluation:
+    loss: float
+    accuracy: float
+    predictions: Tensor
+
+
+@torch.no_grad()
+def evaluate(module: nn.Module, logits_fn: Callable[[Tensor], Tensor], batches: Batches, batch_size: int) -> Evaluation:
+    module.eval()
+    total_loss, predictions = 0.0, []
+    for x, y in batches.iterate(batch_size):
+        logits = logits_fn(x).float()
+        total_loss += nn.functional.cross_entropy(logits, y, reduction="sum").item()
+        predictions.append(logits.argmax(dim=-1))
+    predicted = torch.cat(predictions).cpu()
+    accuracy = (predicted == batches.labels.cpu()).float().mean().item()
+    return Evaluation(total_loss / len(batches), accuracy, predicted)
+
+
+def make_optimizer(params: list[nn.Parameter], training: Training) -> torch.optim.Optimizer:
+    if training.optimizer == "adam":
+        return torch.optim.Adam(params, lr=training.lr, weight_decay=training.weight_decay)
+    if training.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=training.lr, weight_decay=training.weight_decay)
+    return torch.optim.SGD(params, lr=training.lr, momentum=0.9, weight_decay=training.weight_decay)
+
+
+def fit(
+    module: nn.Module,
+    logits_fn: Callable[[Tensor], Tensor],
+    train: Batches,
+    val: Batches,
+    training: Training,
+    generator: torch.Generator,
+    device: torch.device,
+    on_epoch: Callable[[EpochRecord], None] = lambda record: None,
+) -> FitOutcome:
+    """Train the module's trainable parameters; leave it in its best-validation state."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    optimizer = make_optimizer(params, training)
+    convergence = training.convergence
+    outcome = FitOutcome()
+    best_accuracy, best_state, since_best = -math.inf, _snapshot(module), 0
+    for epoch in range(1, training.epochs + 1):
+        start = clock(device)
+        module.train()
+        loss_sum, correct, seen, finite = 0.0, 0, 0, True
+        for x, y in train.iterate(training.batch_size, generator):
+            logits = logits_fn(x).float()
+            loss = nn.functional.cross_entropy(logits, y)
+            if not torch.isfinite(loss):
+                finite = False
+                break
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.item() * len(y)
+            correct += (logits.argmax(dim=-1) == y).sum().item()
+            seen += len(y)
+        train_seconds = clock(device) - start
+        outcome.train_seconds += train_seconds
+        outcome.images_trained += seen
+        if not finite:
+            outcome.status, outcome.diverged_epoch = "diverged", epoch
+            break
+        start = clock(device)
+        result = evaluate(module, logits_fn, val, training.eval_batch_size)
+        outcome.eval_seconds += clock(device) - start
+        record = EpochRecord(epoch, loss_sum / seen, correct / seen, result.loss, result.accuracy, train_seconds)
+        outcome.history.append(record)
+        on_epoch(record)
+        if result.accuracy > best_accuracy:
+            best_state, outcome.best_epoch = _snapshot(module), epoch
+        if result.accuracy > best_accuracy + convergence.min_delta:
+            since_best = 0
+        else:
+            since_best += 1
+        best_accuracy = max(best_accuracy, result.accuracy)
+        if convergence.patience and since_best >= convergence.patience:
+            outcome.stopped_early = True
+            break
+    _restore(module, best_state)
+    outcome.epochs_to_converge = epochs_to_converge(outcome.history, convergence.tolerance)
+    return outcome
+
+
+def epochs_to_converge(history: list[EpochRecord], tolerance: float) -> int:
+    """The first epoch whose validation accuracy is within `tolerance` of the best one."""
+    if not history:
+        return 0
+    best = max(record.val_accuracy for record in history)
+    return next(record.epoch for record in history if record.val_accuracy >= best - tolerance)
+
+
+def _snapshot(module: nn.Module) -> dict[str, Tensor]:
+    return {name: p.detach().clone() for name, p in module.named_parameters() if p.requires_grad}
+
+
+@torch.no_grad()
+def _restore(module: nn.Module, state: dict[str, Tensor]) -> None:
+    params = dict(module.named_parameters())
+    for name, value in state.items():
+        params[name].copy_(value)

@@ -1,0 +1,103 @@
+"""Load a CLIP model, its tokenizer and image processor from the Hub, a folder or the package."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from vptbench.errors import ModelError, unknown_name
+from vptbench.registry import ModelSpec
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+DEMO_CLIP = ASSETS / "demo-clip"
+MIN_VOCAB = 100  # offline, transformers returns a 2-token stub instead of raising
+
+
+@dataclass
+class LoadedModel:
+    clip: object  # transformers.CLIPModel
+    tokenizer: object
+    image_processor: object
+    name: str
+
+    @property
+    def mean_std(self) -> tuple[list[float], list[float]]:
+        return list(self.image_processor.image_mean), list(self.image_processor.image_std)
+
+
+def load_model(name: str, spec: ModelSpec) -> LoadedModel:
+    """Resolve `spec` and load all three parts, with one-line errors."""
+    if spec.source == "builtin":
+        if spec.id not in BUILTIN_MODELS:
+            raise ModelError(f"models.{name}: " + unknown_name("builtin model", spec.id, BUILTIN_MODELS))
+        return BUILTIN_MODELS[spec.id](name, spec)
+    if spec.source == "local":
+        path = Path(spec.path).expanduser()
+        if not path.is_dir():
+            raise ModelError(f"models.{name}: local model folder '{spec.path}' does not exist")
+        return _load_pretrained(name, str(path), None, spec)
+    return _load_pretrained(name, spec.id, spec.revision, spec)
+
+
+def _load_pretrained(name: str, location: str, revision: str | None, spec: ModelSpec) -> LoadedModel:
+    from transformers import AutoTokenizer, CLIPImageProcessor, CLIPModel
+
+    try:
+        clip = CLIPModel.from_pretrained(location, revision=revision, attn_implementation=spec.attn_implementation)
+        tokenizer = AutoTokenizer.from_pretrained(location, revision=revision)
+        processor = CLIPImageProcessor.from_pretrained(location, revision=revision)
+    except OSError as exc:
+        raise ModelError(_explain_load_failure(name, location, spec, exc)) from None
+    vocab = len(tokenizer)
+    if vocab < MIN_VOCAB:
+        raise ModelError(
+            f"models.{name}: tokenizer of '{location}' has only {vocab} tokens, an offline stub; "
+            "point `path` at a local copy saved with save_pretrained"
+        )
+    return LoadedModel(clip=clip, tokenizer=tokenizer, image_processor=processor, name=name)
+
+
+def _demo_clip(name: str, spec: ModelSpec) -> LoadedModel:
+    if not DEMO_CLIP.is_dir():
+        raise ModelError(f"models.{name}: the demo model's files are missing from {DEMO_CLIP}; reinstall vptbench")
+    return _load_pretrained(name, str(DEMO_CLIP), None, spec)
+
+
+def _vit_b16_random(name: str, spec: ModelSpec) -> LoadedModel:
+    """CLIP ViT-B/16's exact geometry with random weights: dry runs, parameter counts, throughput."""
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+
+    from vptbench.demo_model.tokenizer import build_tokenizer
+
+    tokenizer = build_tokenizer()
+    ids = {key: tokenizer.convert_tokens_to_ids(getattr(tokenizer, f"{key}_token")) for key in ("bos", "eos", "pad")}
+    config = CLIPConfig(
+        text_config={"bos_token_id": ids["bos"], "eos_token_id": ids["eos"], "pad_token_id": ids["pad"]},
+        vision_config={"patch_size": 16},
+        projection_dim=512,
+    )
+    clip = CLIPModel._from_config(config, attn_implementation=spec.attn_implementation)
+    return LoadedModel(clip=clip, tokenizer=tokenizer, image_processor=CLIPImageProcessor(), name=name)
+
+
+BUILTIN_MODELS: dict[str, Callable[[str, ModelSpec], LoadedModel]] = {
+    "demo-clip": _demo_clip,
+    "vit-b16-random": _vit_b16_random,
+}
+
+
+def _explain_load_failure(name: str, location: str, spec: ModelSpec, exc: OSError) -> str:
+    if spec.source == "hub" and hub_offline():
+        return (
+            f"models.{name}: '{location}' must come from the HuggingFace Hub, which is offline here "
+            "(HF_HUB_OFFLINE=1); download it elsewhere with save_pretrained and declare it with "
+            "source = \"local\" and path = \"...\""
+        )
+    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return f"models.{name}: cannot load '{location}': {first_line}"
+
+
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")

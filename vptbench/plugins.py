@@ -1,0 +1,103 @@
+"""Find tuners through the `vptbench.tuners` entry-point group without importing them.
+
+Modelled on flake8's plugin finder: discovery reads metadata only, a tuner is imported when
+it is used or listed in detail, and a plugin that fails to load is reported, not fatal.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cache
+from importlib.metadata import EntryPoint, distributions
+
+from vptbench.errors import PluginError, unknown_name
+from vptbench.protocol import protocol_problems
+
+GROUP = "vptbench.tuners"
+BUILTIN_DISTRIBUTION = "vptbench"
+DISABLE_ENV = "VPTBENCH_DISABLE_PLUGIN_AUTOLOAD"
+
+
+@dataclass(frozen=True)
+class Plugin:
+    """A tuner's entry point and the distribution that declares it."""
+
+    name: str
+    distribution: str
+    version: str
+    entry_point: EntryPoint
+
+    @property
+    def builtin(self) -> bool:
+        return self.distribution == BUILTIN_DISTRIBUTION
+
+
+@dataclass(frozen=True)
+class LoadStatus:
+    """The outcome of importing a plugin: the class, or why it is unusable."""
+
+    plugin: Plugin
+    tuner: type | None = None
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.tuner is not None
+
+
+def third_party_disabled() -> bool:
+    return os.environ.get(DISABLE_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def find_plugins() -> dict[str, Plugin]:
+    """Every declared tuner by name; a name two distributions claim is an error."""
+    found: dict[str, Plugin] = {}
+    for plugin in _scan():
+        if not plugin.builtin and third_party_disabled():
+            continue
+        other = found.get(plugin.name)
+        if other and other.distribution != plugin.distribution:
+            raise PluginError(
+                f"Tuner '{plugin.name}' is registered twice: by {other.distribution} {other.version} "
+                f"and by {plugin.distribution} {plugin.version}. Uninstall one of them."
+            )
+        found[plugin.name] = plugin
+    return dict(sorted(found.items()))
+
+
+@cache
+def _scan() -> tuple[Plugin, ...]:
+    seen: set[tuple[str, str]] = set()
+    plugins = []
+    for dist in distributions():
+        dist_name = dist.metadata["Name"] or "unknown"
+        for ep in dist.entry_points:
+            # The same distribution can appear twice on sys.path (editable + build dirs).
+            if ep.group == GROUP and (dist_name, ep.name) not in seen:
+                seen.add((dist_name, ep.name))
+                plugins.append(Plugin(ep.name, dist_name, dist.version, ep))
+    return tuple(plugins)
+
+
+def load(plugin: Plugin) -> LoadStatus:
+    """Import a plugin's object and check it honours the tuner protocol."""
+    try:
+        obj = plugin.entry_point.load()
+    except Exception as exc:  # noqa: BLE001 - any import failure marks the plugin broken
+        return LoadStatus(plugin, error=f"failed to import {plugin.entry_point.value}: {type(exc).__name__}: {exc}")
+    problems = protocol_problems(obj)
+    if problems:
+        return LoadStatus(plugin, error=f"not a valid tuner: {plugin.entry_point.value} " + "; ".join(problems))
+    return LoadStatus(plugin, tuner=obj)
+
+
+def load_tuner(name: str) -> type:
+    """The tuner class registered as `name`, or a one-line error."""
+    plugins = find_plugins()
+    if name not in plugins:
+        raise PluginError(unknown_name("tuner", name, plugins))
+    status = load(plugins[name])
+    if not status.ok:
+        raise PluginError(f"Tuner '{name}' from {status.plugin.distribution} is unusable: {status.error}")
+    return status.tuner  # type: ignore[return-value]

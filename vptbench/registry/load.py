@@ -1,0 +1,65 @@
+"""Read `benchmark.toml` and turn every problem into one line naming file and TOML path."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from vptbench.errors import ConfigError
+from vptbench.registry.schema import Registry
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+PACKAGED_CONFIG = Path(__file__).resolve().parent.parent / "benchmark.toml"
+
+
+def default_config_path() -> Path:
+    """`./benchmark.toml` when the user has one, else the copy shipped in the package."""
+    local = Path("benchmark.toml")
+    return local if local.is_file() else PACKAGED_CONFIG
+
+
+def load_registry(path: Path | None = None) -> tuple[Registry, Path]:
+    """Parse and validate the registry's outer schema (tuner params are checked later)."""
+    path = Path(path) if path else default_config_path()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: malformed TOML: {exc}") from None
+    registry = validate(Registry, data, path)
+    return registry, path
+
+
+def validate(model: type[BaseModel], data: Any, path: Path, prefix: str = "") -> Any:
+    """Validate `data` against `model`; errors carry the file and the TOML path of the culprit."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, path, prefix)) from None
+
+
+def format_validation_error(exc: ValidationError, path: Path, prefix: str = "") -> str:
+    """One line for the first error, with a count of the others."""
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    loc = ".".join(str(part) for part in (*filter(None, prefix.split(".")), *first["loc"]))
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif first["type"] == "missing":
+        message = "required key is missing"
+    more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+    where = f"{loc}: " if loc else ""
+    return f"{path}: {where}{message}{more}"

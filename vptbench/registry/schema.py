@@ -1,0 +1,151 @@
+"""Outer schema of `benchmark.toml`; tuner params are validated later by each tuner's Config."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors: a typo must never be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelSpec(Strict):
+    """Where a CLIP model comes from: the Hub, a `save_pretrained` folder, or the package."""
+
+    source: Literal["hub", "local", "builtin"]
+    id: str | None = Field(None, description="hub id or builtin name")
+    path: str | None = Field(None, description="local folder")
+    revision: str | None = None
+    attn_implementation: Literal["sdpa", "eager"] = "sdpa"
+
+    @model_validator(mode="after")
+    def _locator_matches_source(self) -> ModelSpec:
+        _require_locator(self.source, self.id, self.path)
+        return self
+
+
+class DatasetSpec(Strict):
+    """A labelled image dataset and the words zero-shot prompts use for its classes."""
+
+    source: Literal["hub", "imagefolder", "builtin"]
+    id: str | None = None
+    path: str | None = None
+    revision: str | None = None
+    train_split: str = "train"
+    test_split: str = "test"
+    validation_split: str | None = Field(
+        None, description="use the dataset's own validation split instead of carving one from train"
+    )
+    image_column: str = "image"
+    label_column: str = "label"
+    class_names: Annotated[list[str], Field(min_length=2)]
+    templates: Annotated[list[str], Field(min_length=1)] = ["a photo of a {}."]
+
+    @model_validator(mode="after")
+    def _check(self) -> DatasetSpec:
+        source = "local" if self.source == "imagefolder" else self.source
+        _require_locator(source, self.id, self.path)
+        bad = [t for t in self.templates if "{}" not in t]
+        if bad:
+            raise ValueError(f"template {bad[0]!r} has no '{{}}' placeholder for the class name")
+        if len(set(self.class_names)) != len(self.class_names):
+            raise ValueError("class_names contains duplicates")
+        return self
+
+
+def _require_locator(source: str, id_: str | None, path: str | None) -> None:
+    if source == "local":
+        if not path or id_:
+            raise ValueError(f"source '{source}' takes `path` (and no `id`)")
+    elif not id_ or path:
+        raise ValueError(f"source '{source}' takes `id` (and no `path`)")
+
+
+class Convergence(Strict):
+    """How epochs-to-converge and early stopping are read off validation accuracy."""
+
+    tolerance: Annotated[float, Field(ge=0, le=1)] = 0.01
+    patience: Annotated[int, Field(ge=1)] | None = None
+    min_delta: Annotated[float, Field(ge=0)] = 0.0
+
+
+class Training(Strict):
+    """Harness-owned training settings; every field can be overridden per experiment."""
+
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: Annotated[float, Field(gt=0)] = 1e-3
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0
+    epochs: Annotated[int, Field(ge=1)] = 10
+    batch_size: Annotated[int, Field(ge=1)] = 32
+    eval_batch_size: Annotated[int, Field(ge=1)] = 256
+    val_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
+    seeds: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)] = [0]
+    convergence: Convergence = Convergence()
+
+
+class TrainingOverride(Strict):
+    """The subset of Training an experiment may change; unset fields inherit the suite's."""
+
+    optimizer: Literal["adam", "adamw", "sgd"] | None = None
+    lr: Annotated[float, Field(gt=0)] | None = None
+    weight_decay: Annotated[float, Field(ge=0)] | None = None
+    epochs: Annotated[int, Field(ge=1)] | None = None
+    batch_size: Annotated[int, Field(ge=1)] | None = None
+    convergence: Convergence | None = None
+
+
+class Reference(Strict):
+    """Values a published study reports, shown beside ours."""
+
+    test_accuracy: Annotated[float, Field(ge=0, le=1)] | None = None
+    trainable_params: Annotated[int, Field(ge=0)] | None = None
+    epochs_to_converge: Annotated[int, Field(ge=0)] | None = None
+
+
+class Experiment(Strict):
+    """One strategy to run: a tuner, its params (checked by the tuner), and overrides."""
+
+    tuner: str
+    description: str = ""
+    params: dict[str, Any] = {}
+    training: TrainingOverride = TrainingOverride()
+    reference: Reference | None = None
+
+
+class Suite(Strict):
+    """A model, a dataset, training defaults and the experiments compared on them."""
+
+    description: str = ""
+    model: str
+    dataset: str
+    training: Training = Training()
+    experiments: Annotated[dict[str, Experiment], Field(min_length=1)]
+
+    def training_for(self, experiment_id: str) -> Training:
+        """The suite's training settings with the experiment's overrides applied."""
+        override = self.experiments[experiment_id].training.model_dump(exclude_none=True)
+        return Training.model_validate({**self.training.model_dump(), **override})
+
+
+class Registry(Strict):
+    """The whole `benchmark.toml`."""
+
+    default_suite: str = "demo"
+    models: dict[str, ModelSpec]
+    datasets: dict[str, DatasetSpec]
+    suites: Annotated[dict[str, Suite], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> Registry:
+        if self.default_suite not in self.suites:
+            raise ValueError(f"default_suite '{self.default_suite}' is not a declared suite")
+        for name, suite in self.suites.items():
+            if suite.model not in self.models:
+                raise ValueError(f"suites.{name}.model: '{suite.model}' is not declared under [models]")
+            if suite.dataset not in self.datasets:
+                raise ValueError(f"suites.{name}.dataset: '{suite.dataset}' is not declared under [datasets]")
+        return self

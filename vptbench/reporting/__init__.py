@@ -1,0 +1,25 @@
+"""Everything a reader sees: CSV, Markdown with plots, JSON and the console table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vptbench.reporting.tables import flat_frame, summarize
+from vptbench.results import write_atomic
+
+RESULTS_CSV = "results.csv"
+SUMMARY_CSV = "summary.csv"
+REPORT_MD = "report.md"
+
+
+def write_reports(run_dir: Path, meta: dict, records: list[dict]) -> list[Path]:
+    """(Re)write every report file of a run directory from its records."""
+    from vptbench.reporting.markdown import markdown_report
+    from vptbench.reporting.plots import write_plots
+
+    frame = flat_frame(records)
+    write_atomic(run_dir / RESULTS_CSV, frame.to_csv(index=False))
+    write_atomic(run_dir / SUMMARY_CSV, summarize(frame).to_csv(index=False))
+    plots = write_plots(run_dir, records)
+    write_atomic(run_dir / REPORT_MD, markdown_report(meta, records, frame, plots))
+    return [run_dir / RESULTS_CSV, run_dir / SUMMARY_CSV, run_dir / REPORT_MD, *plots]

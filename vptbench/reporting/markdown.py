@@ -1,0 +1,55 @@
+"""`report.md`: readable on GitHub, every number traceable to the run that produced it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from vptbench.reporting.tables import display_rows, summarize
+
+
+def markdown_report(meta: dict, records: list[dict], frame: pd.DataFrame, plots: list[Path]) -> str:
+    env = meta.get("environment", {})
+    packages = env.get("packages", {})
+    lines = [
+        f"# vptbench report: suite `{meta['suite']}`",
+        "",
+        f"- Started {meta.get('started', '?')}, status **{meta.get('status', '?')}**, device {meta.get('device', '?')}",
+        f"- Seeds {', '.join(map(str, meta.get('seeds', [])))}; model `{meta['config']['suite']['model']}`, "
+        f"dataset `{meta['config']['suite']['dataset']}`",
+        f"- torch {packages.get('torch')}, transformers {packages.get('transformers')}, vptbench "
+        f"{packages.get('vptbench')}, commit {env.get('git_commit') or 'unknown'}",
+        "- Model selection and convergence use the validation split only; the test split is evaluated once, "
+        "on the selected state. Test accuracy shows mean ± std over seeds, or a 95 % bootstrap interval "
+        "for a single seed; (!) marks a reference value outside that interval.",
+        "",
+        "## Summary",
+        "",
+    ]
+    rows = display_rows(summarize(frame))
+    lines += [pd.DataFrame(rows).to_markdown(index=False) if rows else "_No run finished._", ""]
+    if plots:
+        lines += ["## Plots", ""] + [f"![{p.stem.replace('_', ' ')}]({p.name})" for p in plots] + [""]
+    lines += ["## Per experiment", ""]
+    for record in records:
+        lines += _experiment_section(record)
+    return "\n".join(lines)
+
+
+def _experiment_section(record: dict) -> list[str]:
+    title = f"### {record['experiment']} · `{record['tuner']}` · seed {record['seed']} · {record['status']}"
+    lines = [title, ""]
+    if record.get("params"):
+        lines += ["Params: " + ", ".join(f"`{k}={v}`" for k, v in record["params"].items()), ""]
+    if record["status"] != "ok" and record.get("error"):
+        lines += [f"Error: {record['error']}", ""]
+    if not record.get("per_class"):
+        return lines
+    report = pd.DataFrame(record["per_class"]).rename(columns=str.capitalize)
+    lines += [report.to_markdown(index=False, floatfmt=".3f"), ""]
+    names = [c["class"] for c in record["per_class"]]
+    confusion = pd.DataFrame(record["confusion_matrix"], index=names, columns=names)
+    confusion.index.name = "true \\ predicted"
+    lines += ["Confusion matrix (rows: true class, columns: predicted):", "", confusion.to_markdown(), ""]
+    return lines

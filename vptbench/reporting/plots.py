@@ -1,0 +1,80 @@
+"""PNG plots drawn on `matplotlib.figure.Figure` (no pyplot state), so they render headless."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from matplotlib.figure import Figure
+
+from vptbench.results import write_atomic
+
+PLOTS = {
+    "loss": "loss_curves.png",
+    "val_accuracy": "val_accuracy.png",
+    "params": "accuracy_vs_params.png",
+    "time": "accuracy_vs_time.png",
+}
+
+
+def write_plots(run_dir: Path, records: list[dict]) -> list[Path]:
+    """Curves of each experiment's first successful seed, and accuracy against cost."""
+    ok = [r for r in records if r.get("status") == "ok"]
+    if not ok:
+        return []
+    first = {}
+    for record in ok:
+        first.setdefault(record["experiment"], record)
+    written = []
+    trained = {e: r for e, r in first.items() if r["history"]}
+    if trained:
+        written.append(_save(run_dir / PLOTS["loss"], _loss_figure(trained)))
+        written.append(_save(run_dir / PLOTS["val_accuracy"], _val_accuracy_figure(trained)))
+    written.append(_save(run_dir / PLOTS["params"], _scatter(ok, "trainable_params", "trainable parameters", log=True)))
+    written.append(_save(run_dir / PLOTS["time"], _scatter(ok, "train_seconds", "training time (s)", log=False)))
+    return written
+
+
+def _loss_figure(trained: dict[str, dict]) -> Figure:
+    figure = Figure(figsize=(7, 4), layout="constrained")
+    axes = figure.add_subplot()
+    for index, (experiment, record) in enumerate(trained.items()):
+        epochs = [h["epoch"] for h in record["history"]]
+        color = f"C{index % 10}"
+        axes.plot(epochs, [h["train_loss"] for h in record["history"]], color=color, label=f"{experiment} train")
+        axes.plot(epochs, [h["val_loss"] for h in record["history"]], color=color, linestyle="--", label=f"{experiment} val")
+    axes.set(xlabel="epoch", ylabel="cross-entropy loss", title="Training (solid) and validation (dashed) loss")
+    axes.legend(fontsize="small", ncols=2)
+    return figure
+
+
+def _val_accuracy_figure(trained: dict[str, dict]) -> Figure:
+    figure = Figure(figsize=(7, 4), layout="constrained")
+    axes = figure.add_subplot()
+    for experiment, record in trained.items():
+        axes.plot([h["epoch"] for h in record["history"]], [h["val_accuracy"] for h in record["history"]], label=experiment)
+    axes.set(xlabel="epoch", ylabel="validation accuracy", title="Validation accuracy per epoch")
+    axes.legend(fontsize="small")
+    return figure
+
+
+def _scatter(records: list[dict], key: str, label: str, log: bool) -> Figure:
+    figure = Figure(figsize=(6, 4), layout="constrained")
+    axes = figure.add_subplot()
+    colors = {e: f"C{i % 10}" for i, e in enumerate(dict.fromkeys(r["experiment"] for r in records))}
+    for record in records:
+        x = max(record[key], 1) if log else record[key]  # zero-shot trains nothing: pin it at 1
+        axes.scatter(x, record["test_accuracy"], color=colors[record["experiment"]])
+        axes.annotate(record["experiment"], (x, record["test_accuracy"]), textcoords="offset points", xytext=(4, 4))
+    if log:
+        axes.set_xscale("log")
+    axes.set(xlabel=label, ylabel="test accuracy", title=f"Test accuracy against {label}")
+    axes.grid(alpha=0.3)
+    return figure
+
+
+def _save(path: Path, figure: Figure) -> Path:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    write_atomic(path, buffer.getvalue())
+    return path

@@ -1,0 +1,137 @@
+"""Flat per-run rows and per-experiment summaries: the numbers every report format shares."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+# Stable, documented column names of results.csv (one row per experiment x seed).
+COLUMNS = [
+    "experiment", "tuner", "seed", "status", "error",
+    "trainable_params", "total_params", "trainable_percent",
+    "train_accuracy", "val_accuracy", "test_accuracy", "test_macro_f1", "test_correct", "test_total",
+    "epochs_run", "best_epoch", "epochs_to_converge", "seconds_to_converge",
+    "setup_seconds", "train_seconds", "eval_seconds", "images_per_second",
+    "peak_memory_mb", "memory_kind", "device",
+    "ref_test_accuracy", "ref_trainable_params", "ref_epochs_to_converge",
+]  # fmt: skip
+
+BOOTSTRAP_SAMPLES = 10_000
+
+
+def flat_frame(records: list[dict]) -> pd.DataFrame:
+    rows = []
+    for record in records:
+        row = {column: record.get(column) for column in COLUMNS}
+        confusion = record.get("confusion_matrix")
+        if confusion:
+            matrix = np.asarray(confusion)
+            row["test_correct"], row["test_total"] = int(np.trace(matrix)), int(matrix.sum())
+        for key, value in (record.get("reference") or {}).items():
+            row[f"ref_{key}"] = value
+        rows.append(row)
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def bootstrap_interval(correct: int, total: int, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap of accuracy: resampling n predictions is a binomial draw."""
+    if total == 0:
+        return float("nan"), float("nan")
+    draws = np.random.default_rng(seed).binomial(total, correct / total, BOOTSTRAP_SAMPLES) / total
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(draws, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def summarize(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per experiment: mean and std over its successful seeds, a 95 % interval, references."""
+    rows = []
+    for experiment, group in frame.groupby("experiment", sort=False):
+        ok = group[group["status"] == "ok"]
+        correct, total = ok["test_correct"].sum(), ok["test_total"].sum()
+        low, high = bootstrap_interval(int(correct), int(total)) if len(ok) else (np.nan, np.nan)
+        reference = group["ref_test_accuracy"].iloc[0]
+        mean = ok["test_accuracy"].mean() if len(ok) else np.nan
+        rows.append(
+            {
+                "experiment": experiment,
+                "tuner": group["tuner"].iloc[0],
+                "runs": len(group),
+                "runs_ok": len(ok),
+                "status": _status(group["status"]),
+                "trainable_params": _first(ok, "trainable_params"),
+                "trainable_percent": _first(ok, "trainable_percent"),
+                "val_accuracy_mean": ok["val_accuracy"].mean(),
+                "test_accuracy_mean": mean,
+                "test_accuracy_std": ok["test_accuracy"].std(ddof=1) if len(ok) > 1 else np.nan,
+                "test_accuracy_ci_low": low,
+                "test_accuracy_ci_high": high,
+                "test_macro_f1_mean": ok["test_macro_f1"].mean(),
+                "epochs_to_converge_mean": ok["epochs_to_converge"].mean(),
+                "train_seconds_mean": ok["train_seconds"].mean(),
+                "images_per_second_mean": ok["images_per_second"].mean(),
+                "peak_memory_mb_max": ok["peak_memory_mb"].max(),
+                "ref_test_accuracy": reference,
+                "ref_difference": mean - reference if pd.notna(reference) else np.nan,
+                "ref_outside_interval": bool(pd.notna(reference) and len(ok) and not low <= reference <= high),
+                "ref_trainable_params": group["ref_trainable_params"].iloc[0],
+                "ref_epochs_to_converge": group["ref_epochs_to_converge"].iloc[0],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _status(statuses: pd.Series) -> str:
+    counts = statuses.value_counts()
+    if list(counts.index) == ["ok"]:
+        return "ok"
+    return ", ".join(f"{n} {status}" for status, n in counts.items())
+
+
+def _first(frame: pd.DataFrame, column: str):
+    return frame[column].iloc[0] if len(frame) else np.nan
+
+
+def display_rows(summary: pd.DataFrame) -> list[dict[str, str]]:
+    """The summary as the strings both the console and Markdown tables show."""
+    with_reference = summary["ref_test_accuracy"].notna().any()
+    rows = []
+    for row in summary.to_dict("records"):
+        shown = {
+            "Experiment": row["experiment"],
+            "Tuner": row["tuner"],
+            "Trainable": _params_text(row),
+            "Val acc": _num(row["val_accuracy_mean"]),
+            "Test acc": _accuracy_text(row),
+            "Macro-F1": _num(row["test_macro_f1_mean"]),
+            "Epochs to conv.": _num(row["epochs_to_converge_mean"], "{:.0f}"),
+            "Train time": _num(row["train_seconds_mean"], "{:.1f} s"),
+            "Images/s": _num(row["images_per_second_mean"], "{:,.0f}"),
+            "Peak mem": _num(row["peak_memory_mb_max"], "{:,.0f} MiB"),
+            "Status": row["status"],
+        }
+        if with_reference:
+            shown["Reference"] = _num(row["ref_test_accuracy"])
+            flag = " (!)" if row["ref_outside_interval"] else ""
+            shown["Δ vs ref"] = _num(row["ref_difference"], "{:+.3f}") + (flag if pd.notna(row["ref_difference"]) else "")
+        rows.append(shown)
+    return rows
+
+
+def _num(value, pattern: str = "{:.3f}") -> str:
+    return "–" if value is None or pd.isna(value) else pattern.format(value)
+
+
+def _params_text(row: dict) -> str:
+    if pd.isna(row["trainable_params"]):
+        return "–"
+    return f"{int(row['trainable_params']):,} ({row['trainable_percent']:.2f} %)"
+
+
+def _accuracy_text(row: dict) -> str:
+    mean = row["test_accuracy_mean"]
+    if pd.isna(mean):
+        return "–"
+    if row["runs_ok"] > 1:
+        return f"{mean:.3f} ± {row['test_accuracy_std']:.3f}"
+    return f"{mean:.3f} [{row['test_accuracy_ci_low']:.3f}, {row['test_accuracy_ci_high']:.3f}]"

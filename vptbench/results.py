@@ -1,0 +1,129 @@
+"""A run directory: written atomically as runs finish, read back by `vptbench report`."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from vptbench.errors import UsageError
+
+SCHEMA_VERSION = 1
+RUN_FILE = "run.json"
+RUNS_DIR = "runs"
+HISTORY_DIR = "history"
+PACKAGES = ("vptbench", "torch", "transformers", "datasets", "pydantic", "scikit-learn", "numpy")
+
+
+def write_atomic(path: Path, text: str | bytes) -> None:
+    """Temporary file, fsync, rename: a reader (or a resume after kill -9) never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data: Any) -> None:
+    write_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def new_run_dir(output: Path, suite: str) -> Path:
+    """`<output>/<suite>-<UTC timestamp>`, created now so an unwritable folder fails before training."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    run_dir = output / f"{suite}-{stamp}"
+    suffix = 1
+    while run_dir.exists():
+        suffix += 1
+        run_dir = output / f"{suite}-{stamp}-{suffix}"
+    try:
+        run_dir.mkdir(parents=True)
+        probe = run_dir / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"--output: cannot write results to '{output}': {exc.strerror}") from None
+    return run_dir
+
+
+def run_key(experiment_id: str, seed: int) -> str:
+    return f"{experiment_id}-seed{seed}"
+
+
+def save_run_record(run_dir: Path, record: dict) -> None:
+    """The full record as JSON and its per-epoch history as CSV."""
+    key = run_key(record["experiment"], record["seed"])
+    write_json(run_dir / RUNS_DIR / f"{key}.json", record)
+    header = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "train_seconds"]
+    lines = [",".join(header)] + [",".join(repr(row[h]) for h in header) for row in record.get("history", [])]
+    write_atomic(run_dir / HISTORY_DIR / f"{key}.csv", "\n".join(lines) + "\n")
+
+
+def load_run_dir(run_dir: Path) -> tuple[dict, list[dict]]:
+    """run.json's metadata and every saved run record, in plan order."""
+    meta_path = run_dir / RUN_FILE
+    if not meta_path.is_file():
+        raise UsageError(f"'{run_dir}' is not a vptbench run directory (no {RUN_FILE})")
+    try:
+        meta = json.loads(meta_path.read_text())
+        records = [json.loads(p.read_text()) for p in sorted((run_dir / RUNS_DIR).glob("*.json"))]
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UsageError(f"'{run_dir}': cannot read saved results: {exc}") from None
+    order = {key: i for i, key in enumerate(meta.get("plan", []))}
+    records.sort(key=lambda r: order.get(run_key(r["experiment"], r["seed"]), len(order)))
+    return meta, records
+
+
+def latest_run_dir(output: Path) -> Path:
+    candidates = [p.parent for p in output.glob(f"*/{RUN_FILE}")]
+    if not candidates:
+        raise UsageError(f"no runs found under '{output}'; run `vptbench run --all` first or name a run directory")
+    return max(candidates, key=lambda p: (p / RUN_FILE).stat().st_mtime)
+
+
+def environment() -> dict:
+    """Versions, commit and platform, so every result describes where it came from."""
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = None
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": versions,
+        "git_commit": _git_commit(),
+    }
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,72 @@
+"""Dual prompt tuning: visual prompts plus learnable text context vectors (CoOp), classifying by
+CLIP's scaled cosine similarity between prompted image features and context-conditioned class texts."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import torch
+from pydantic import Field, model_validator
+from torch import Tensor, nn
+from transformers import CLIPModel
+
+from vptbench.clip.features import cosine_logits, tokenize
+from vptbench.clip.text import text_features_with_context
+from vptbench.clip.vision import prompted_image_features
+from vptbench.errors import DataError
+from vptbench.protocol import Task, TunerConfig
+from vptbench.tuners.vpt import VisualPrompts
+
+CONTEXT_INIT_STD = 0.02  # CoOp's random initialisation
+
+
+class DualPromptConfig(TunerConfig):
+    visual_tokens: Annotated[int, Field(ge=0, description="visual prompt tokens; 0 gives text-only CoOp")] = 4
+    visual_deep: bool = Field(False, description="fresh visual prompts in every layer")
+    visual_dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    context_init: str | None = Field("a photo of a", description="phrase whose embeddings initialise the context")
+    context_tokens: Annotated[int, Field(ge=1)] | None = Field(None, description="random context length when context_init is unset")
+    class_specific: bool = Field(False, description="one context per class instead of one shared")
+
+    @model_validator(mode="after")
+    def _one_context_source(self) -> DualPromptConfig:
+        if (self.context_init is None) == (self.context_tokens is None):
+            raise ValueError("set exactly one of context_init (a phrase) and context_tokens (a count)")
+        return self
+
+
+class DualPrompt(nn.Module):
+    Config = DualPromptConfig
+
+    def __init__(self, config: DualPromptConfig, clip: CLIPModel, task: Task) -> None:
+        super().__init__()
+        self.clip = clip
+        self.visual = VisualPrompts(clip, config.visual_tokens, config.visual_deep, config.visual_dropout) if config.visual_tokens else None
+        context, prefix = _initial_context(config, clip, task)
+        if config.class_specific:
+            context = context.unsqueeze(0).repeat(task.num_classes, 1, 1)
+        self.context = nn.Parameter(context)
+        tokens = tokenize(task.tokenizer, [f"{prefix} {name}." for name in task.class_names])
+        self.register_buffer("input_ids", tokens["input_ids"], persistent=False)
+        self.register_buffer("attention_mask", tokens["attention_mask"], persistent=False)
+
+    def forward(self, pixel_values: Tensor) -> Tensor:
+        prompts = self.visual.per_layer() if self.visual is not None else None
+        image = prompted_image_features(self.clip, pixel_values, prompts)
+        text = text_features_with_context(self.clip, self.input_ids, self.attention_mask, self.context)
+        return cosine_logits(self.clip, image, text)
+
+
+def _initial_context(config: DualPromptConfig, clip: CLIPModel, task: Task) -> tuple[Tensor, str]:
+    """The context vectors and the placeholder words they replace in every class prompt."""
+    embedding = clip.text_model.embeddings.token_embedding
+    if config.context_init is None:
+        n_ctx = config.context_tokens
+        context = torch.randn(n_ctx, embedding.embedding_dim) * CONTEXT_INIT_STD
+        return context, " ".join(["X"] * n_ctx)
+    ids = task.tokenizer(config.context_init, add_special_tokens=False)["input_ids"]
+    if not ids:
+        raise DataError("dual-prompt: context_init tokenises to nothing")
+    with torch.no_grad():
+        context = embedding(torch.tensor(ids, device=embedding.weight.device)).detach().clone().cpu()
+    return context, config.context_init

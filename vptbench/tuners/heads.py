@@ -1,0 +1,74 @@
+"""Heads that turn projected image features into class logits, shared by the built-in tuners."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from torch import Tensor, nn
+from transformers import CLIPModel
+
+import torch
+
+from vptbench.clip.features import class_prompts, class_text_features, cosine_logits, image_features
+from vptbench.protocol import Task
+
+HeadKind = Literal["linear", "text"]
+
+
+class LinearHead(nn.Module):
+    """A trainable linear classifier on the projected features (the reference study's head)."""
+
+    def __init__(self, clip: CLIPModel, task: Task, bias: bool = True) -> None:
+        super().__init__()
+        self.linear = nn.Linear(clip.config.projection_dim, task.num_classes, bias=bias)
+
+    def forward(self, features: Tensor) -> Tensor:
+        return self.linear(features)
+
+
+class TextHead(nn.Module):
+    """CLIP's frozen zero-shot classifier: scaled cosine similarity to class-prompt embeddings."""
+
+    def __init__(self, clip: CLIPModel, task: Task, templates: list[str] | None = None) -> None:
+        super().__init__()
+        self.clip = [clip]  # a list keeps CLIP out of this module's parameters (its owner holds it)
+        with torch.no_grad():
+            features = class_text_features(clip, class_prompts(task.tokenizer, task.class_names, templates or task.templates))
+        self.register_buffer("text_features", features)
+
+    def forward(self, features: Tensor) -> Tensor:
+        return cosine_logits(self.clip[0], features, self.text_features)
+
+
+class LiveTextHead(nn.Module):
+    """The text classifier recomputed every step, for strategies that train the text tower."""
+
+    def __init__(self, clip: CLIPModel, task: Task) -> None:
+        super().__init__()
+        self.clip = [clip]
+        self.prompts = class_prompts(task.tokenizer, task.class_names, task.templates)
+
+    def forward(self, features: Tensor) -> Tensor:
+        return cosine_logits(self.clip[0], features, class_text_features(self.clip[0], self.prompts))
+
+
+def make_head(kind: HeadKind, clip: CLIPModel, task: Task) -> nn.Module:
+    return LinearHead(clip, task) if kind == "linear" else TextHead(clip, task)
+
+
+class FrozenFeatureTuner(nn.Module):
+    """Frozen CLIP image features under a head; the harness caches `encode` once for all epochs."""
+
+    def __init__(self, clip: CLIPModel, head: nn.Module) -> None:
+        super().__init__()
+        self.clip = clip
+        self.head = head
+
+    def encode(self, pixel_values: Tensor) -> Tensor:
+        return image_features(self.clip, pixel_values)
+
+    def classify(self, features: Tensor) -> Tensor:
+        return self.head(features)
+
+    def forward(self, pixel_values: Tensor) -> Tensor:
+        return self.classify(self.encode(pixel_values))

@@ -1,0 +1,24 @@
+"""Zero-shot: CLIP's own text classifier built from class-name prompts; nothing is trained."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+from transformers import CLIPModel
+
+from vptbench.protocol import Task, TunerConfig
+from vptbench.tuners.heads import FrozenFeatureTuner, TextHead
+
+
+class ZeroShotConfig(TunerConfig):
+    templates: Annotated[list[str], Field(min_length=1)] | None = Field(
+        None, description="prompt templates to ensemble; defaults to the dataset's"
+    )
+
+
+class ZeroShot(FrozenFeatureTuner):
+    Config = ZeroShotConfig
+
+    def __init__(self, config: ZeroShotConfig, clip: CLIPModel, task: Task) -> None:
+        super().__init__(clip, TextHead(clip, task, config.templates))
