@@ -117,3 +117,26 @@ def test_config_rejects_unknown_keys_and_bad_combinations():
         load_tuner("dual-prompt").Config(context_init=None)
     with pytest.raises(ValidationError, match="train_text needs head"):
         load_tuner("full-finetune").Config(train_text=True)
+
+
+@pytest.mark.parametrize("name", ["zero-shot", "linear-probe", "vpt-shallow", "vpt-deep", "dual-prompt", "full-finetune"])
+def test_builtin_tuners_pass_the_public_contract_check(name):
+    from vptbench.testing import check_tuner
+
+    counts = check_tuner(load_tuner(name))
+    assert 0 <= counts["trainable_params"] < counts["total_params"]
+
+
+def test_contract_check_catches_a_tuner_that_trains_frozen_weights():
+    from vptbench.testing import TunerCheckError, check_tuner
+
+    class Sneaky(load_tuner("linear-probe")):
+        def __init__(self, config, clip, task):
+            super().__init__(config, clip, task)
+            self.clip.visual_projection.weight.requires_grad_(True)
+
+        def encode(self, pixel_values):  # claims to be frozen, but its encoder now trains
+            return super().encode(pixel_values)
+
+    with pytest.raises(TunerCheckError, match="encode depends on trainable parameters"):
+        check_tuner(Sneaky)

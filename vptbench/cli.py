@@ -100,13 +100,37 @@ def run(
     epochs: Annotated[Optional[int], typer.Option(min=1, help="Override every experiment's epochs.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder that receives the run directory.")] = Path("results"),
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars (CI logs).")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
+    resume: Annotated[Optional[Path], typer.Option(help="Finish an interrupted run directory: keep its finished runs, rerun the rest.")] = None,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Use this declared model instead of the suite's (e.g. vit-b16-random).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Build each experiment's model and count parameters; no data, no training.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars (CI logs).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
 ) -> None:
     """Train and evaluate experiments, then print a summary and write reports."""
-    from vptbench.harness.suite import plan_experiments, run_suite, select_suite
+    from vptbench.harness.device import resolve_device
+    from vptbench.harness.suite import plan_from_run_dir, suite_plan
+    from vptbench.results import load_run_dir, new_run_dir
+
+    finished: list[dict] = []
+    if resume:
+        if ids or all_ or suite or config or seeds or epochs or model:
+            raise UsageError("--resume takes the run directory's own configuration; drop the other selection options")
+        meta, finished = load_run_dir(resume)
+        plan = plan_from_run_dir(meta)
+    else:
+        plan = _plan_from_registry(ids, all_, suite, config, seeds, epochs, model)
+    _quiet_libraries()
+    if dry_run:
+        return _dry_run(plan, as_json)
+    resolve_device(device)  # a bad device fails before anything loads
+    if not quiet:
+        console.print(f"Suite [bold]{plan.suite}[/]: {len(plan.experiments)} experiments × {len(plan.seeds)} seeds ({plan.config_path})")
+    result = _execute(plan, device, resume or output, bool(resume), quiet, finished)
+    _finish(result, plan.suite, as_json)
+
+
+def _plan_from_registry(ids, all_, suite, config, seeds, epochs, model):
+    from vptbench.harness.suite import plan_experiments, select_suite, suite_plan
     from vptbench.registry import load_registry
 
     if not ids and not all_:
@@ -116,31 +140,31 @@ def run(
     registry, config_path = load_registry(config)
     suite_name, chosen = select_suite(registry, suite, model)
     seed_list = parse_seeds(seeds) if seeds else list(chosen.training.seeds)
-    plans = plan_experiments(suite_name, chosen, config_path, ids or list(chosen.experiments), epochs)
-    _quiet_libraries()
-    if dry_run:
-        return _dry_run(registry, suite_name, plans, as_json)
+    experiments = plan_experiments(suite_name, chosen, config_path, ids or list(chosen.experiments), epochs)
+    return suite_plan(registry, config_path, suite_name, experiments, seed_list)
 
+
+def _execute(plan, device: str, target: Path, resuming: bool, quiet: bool, finished: list[dict]):
+    """Load once, then run; progress bars unless quiet."""
     from vptbench.harness.runner import QuietObserver
+    from vptbench.harness.suite import prepare, run_suite
     from vptbench.progress import RichObserver
+    from vptbench.results import new_run_dir
 
-    total = len(plans) * len(seed_list)
+    total = len(plan.experiments) * len(plan.seeds)
     observer = QuietObserver() if quiet else RichObserver(console, total)
-    if not quiet:
-        console.print(f"Suite [bold]{suite_name}[/]: {len(plans)} experiments × {len(seed_list)} seeds from {config_path}")
-    if isinstance(observer, RichObserver):
-        with observer:
-            result = run_suite(registry, config_path, suite_name, plans, seed_list, device, output, observer)
-    else:
-        result = run_suite(registry, config_path, suite_name, plans, seed_list, device, output, observer)
-    _finish(result, suite_name, as_json)
+    with observer:
+        bench = prepare(plan, device, observer.progress)
+        run_dir = target if resuming else new_run_dir(target, plan.suite)
+        return run_suite(plan, bench, run_dir, observer, finished)
 
 
-def _dry_run(registry, suite_name: str, plans, as_json: bool) -> None:
+def _dry_run(plan, as_json: bool) -> None:
     from vptbench.harness.suite import dry_run
     from vptbench.reporting.console import make_table
 
-    rows = dry_run(registry, suite_name, plans)
+    suite_name = plan.suite
+    rows = dry_run(plan)
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -175,28 +199,31 @@ def _finish(result, suite_name: str, as_json: bool) -> None:
 @app.command()
 @reports_errors
 def report(
-    run_dir: Annotated[Optional[Path], typer.Argument(help="Run directory (default: the latest under --output).", show_default=False)] = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="md, csv or json.")] = "md",
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where runs live, to find the latest.")] = Path("results"),
+    run_dirs: Annotated[Optional[list[Path]], typer.Argument(help="Run directories (default: the latest under --output); several are combined.", show_default=False)] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="md, csv or json: the file to point at (all are regenerated).")] = "md",
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where runs live: to find the latest, and to put a combined report.")] = Path("results"),
 ) -> None:
     """Regenerate reports from saved results, without retraining."""
-    from vptbench.results import latest_run_dir, load_run_dir, write_json
-
-    if fmt not in ("md", "csv", "json"):
-        raise UsageError(f"--format: '{fmt}' is not one of md, csv, json")
-    run_dir = run_dir or latest_run_dir(output)
-    meta, records = load_run_dir(run_dir)
-    from vptbench.reporting import REPORT_MD, RESULTS_CSV, SUMMARY_CSV, write_reports
+    from vptbench.reporting import REPORT_JSON, REPORT_MD, RESULTS_CSV, SUMMARY_CSV, write_reports
     from vptbench.reporting.console import summary_table
+    from vptbench.results import RUN_FILE, combine_run_dirs, latest_run_dir, load_run_dir, new_run_dir, save_run_record, write_json
 
-    write_reports(run_dir, meta, records)
-    if fmt == "json":
-        write_json(run_dir / "report.json", {**meta, "runs": records})
-        written = [run_dir / "report.json"]
+    files = {"md": [REPORT_MD], "csv": [RESULTS_CSV, SUMMARY_CSV], "json": [REPORT_JSON]}
+    if fmt not in files:
+        raise UsageError(f"--format: '{fmt}' is not one of md, csv, json")
+    run_dirs = run_dirs or [latest_run_dir(output)]
+    if len(run_dirs) == 1:
+        target = run_dirs[0]
+        meta, records = load_run_dir(target)
     else:
-        written = [run_dir / REPORT_MD] if fmt == "md" else [run_dir / RESULTS_CSV, run_dir / SUMMARY_CSV]
-    Console().print(summary_table(records, f"Suite '{meta['suite']}' — {run_dir}"))
-    console.print("wrote " + ", ".join(str(p) for p in written))
+        meta, records = combine_run_dirs(run_dirs)
+        target = new_run_dir(output, f"{meta['suite']}-combined")
+        write_json(target / RUN_FILE, meta)
+        for record in records:
+            save_run_record(target, record)
+    write_reports(target, meta, records)
+    Console().print(summary_table(records, f"Suite '{meta['suite']}' — {target}"))
+    console.print("wrote " + ", ".join(str(target / name) for name in files[fmt]))
 
 
 def parse_seeds(text: str) -> list[int]:

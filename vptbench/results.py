@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import socket
 import subprocess
 import sys
 import tempfile
@@ -60,6 +61,48 @@ def new_run_dir(output: Path, suite: str) -> Path:
     return run_dir
 
 
+class RunLock:
+    """One writer per run directory; a lock left by a dead process is taken over, not obeyed forever."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / ".lock"
+
+    def __enter__(self) -> RunLock:
+        me = f"{socket.gethostname()} {os.getpid()}"
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                holder = self.path.read_text().strip() if self.path.exists() else ""
+                if _alive(holder):
+                    raise UsageError(f"'{self.path.parent}' is in use by another vptbench run (process {holder}); wait for it or pick another --output") from None
+                self.path.unlink(missing_ok=True)  # stale: its process is gone
+                continue
+            with os.fdopen(fd, "w") as handle:
+                handle.write(me)
+            return self
+        raise UsageError(f"cannot lock '{self.path.parent}'")
+
+    def __exit__(self, *exc) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _alive(holder: str) -> bool:
+    """Whether the `host pid` that wrote a lock still runs (a lock from another host counts as alive)."""
+    host, _, pid = holder.partition(" ")
+    if not pid.isdigit():
+        return False
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def run_key(experiment_id: str, seed: int) -> str:
     return f"{experiment_id}-seed{seed}"
 
@@ -86,6 +129,29 @@ def load_run_dir(run_dir: Path) -> tuple[dict, list[dict]]:
     order = {key: i for i, key in enumerate(meta.get("plan", []))}
     records.sort(key=lambda r: order.get(run_key(r["experiment"], r["seed"]), len(order)))
     return meta, records
+
+
+def combine_run_dirs(run_dirs: list[Path]) -> tuple[dict, list[dict]]:
+    """Merge runs of one suite made separately (e.g. seeds on different days); a later
+    directory's record wins for the same (experiment, seed)."""
+    loaded = [load_run_dir(d) for d in run_dirs]
+    suites = {meta["suite"] for meta, _ in loaded}
+    if len(suites) > 1:
+        raise UsageError(f"cannot combine runs of different suites: {', '.join(sorted(suites))}")
+    by_key: dict[str, dict] = {}
+    plan: list[str] = []
+    for meta, records in loaded:
+        plan += [key for key in meta.get("plan", []) if key not in plan]
+        by_key.update({run_key(r["experiment"], r["seed"]): r for r in records})
+    meta = {
+        **loaded[0][0],
+        "seeds": sorted({seed for m, _ in loaded for seed in m["seeds"]}),
+        "plan": plan,
+        "status": "combined",
+        "sources": [str(d) for d in run_dirs],
+    }
+    order = {key: i for i, key in enumerate(plan)}
+    return meta, sorted(by_key.values(), key=lambda r: order.get(run_key(r["experiment"], r["seed"]), len(order)))
 
 
 def latest_run_dir(output: Path) -> Path:

@@ -54,3 +54,76 @@ def make_image_folder(root: Path, class_names: list[str], per_class: dict[str, i
                 pixels = np.clip(base + rng.normal(0, 40, (size, size, 3)), 0, 255).astype(np.uint8)
                 Image.fromarray(pixels).save(folder / f"{index}.png")
     return root
+
+
+class TunerCheckError(AssertionError):
+    """A tuner breaks the contract the harness relies on."""
+
+
+def check_tuner(tuner_cls: type, params: dict | None = None, seed: int = 0) -> dict:
+    """Check a tuner class against the harness's contract on a tiny CLIP; plugin test suites call this.
+
+    Verifies: the protocol's members; a Config that rejects unknown keys; logits of shape
+    (batch, classes); an optimiser step changing trainable parameters and nothing frozen; counted parameters; identical results under a seed; and,
+    for feature tuners, a frozen `encode` with `forward == classify(encode)`.
+    Returns the trainable and total parameter counts.
+    """
+    import torch
+    from pydantic import ValidationError
+
+    from vptbench.harness.runner import count_parameters, uses_cached_features
+    from vptbench.protocol import Task, protocol_problems
+
+    problems = protocol_problems(tuner_cls)
+    if problems:
+        raise TunerCheckError(f"{tuner_cls!r} " + "; ".join(problems))
+    params = params or {}
+    try:
+        tuner_cls.Config(**params, __vptbench_unknown_key__=1)
+    except ValidationError:
+        pass
+    else:
+        raise TunerCheckError(f"{tuner_cls.__name__}.Config accepts unknown keys: set model_config extra='forbid' (subclass vptbench.protocol.TunerConfig)")
+    config = tuner_cls.Config(**params)
+
+    def step() -> tuple:
+        torch.manual_seed(seed)
+        clip, tokenizer, _ = tiny_clip(seed=seed)
+        task = Task(["one", "two", "three"], ["a photo of the digit {}."], tokenizer)
+        tuner = tuner_cls(config, clip.requires_grad_(False), task)
+        pixels, labels = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 0])
+        before = {n: p.detach().clone() for n, p in tuner.named_parameters()}
+        trainable = [p for p in tuner.parameters() if p.requires_grad]
+        tuner.train()
+        logits = tuner(pixels)
+        if tuple(logits.shape) != (4, 3):
+            raise TunerCheckError(f"forward returned shape {tuple(logits.shape)}, expected (batch, classes) = (4, 3)")
+        if trainable:
+            torch.nn.functional.cross_entropy(logits, labels).backward()
+            torch.optim.SGD(trainable, lr=0.1).step()
+        return tuner, before, pixels
+
+    tuner, before, pixels = step()
+    declared = {n for n, p in tuner.named_parameters() if p.requires_grad}
+    changed = {n for n, p in tuner.named_parameters() if not torch.equal(p.detach(), before[n])}
+    if changed - declared:
+        raise TunerCheckError(f"frozen parameters changed: {', '.join(sorted(changed - declared)[:5])}")
+    if declared and not changed:
+        raise TunerCheckError("a training step changed none of the trainable parameters: are they used in forward?")
+    tuner.eval()
+    with torch.no_grad():
+        logits = tuner(pixels)
+        if uses_cached_features(tuner):
+            features = tuner.encode(pixels)
+            if not torch.allclose(tuner.classify(features), logits, atol=1e-5):
+                raise TunerCheckError("forward(x) differs from classify(encode(x)): feature caching would change results")
+    if uses_cached_features(tuner):
+        with torch.enable_grad():
+            if tuner.encode(pixels).requires_grad:
+                raise TunerCheckError("encode depends on trainable parameters; the harness caches it as frozen")
+    again, _, _ = step()
+    with torch.no_grad():
+        if not torch.equal(again.eval()(pixels), logits):
+            raise TunerCheckError("two runs under the same seed gave different outputs")
+    trainable, total = count_parameters(tuner)
+    return {"trainable_params": trainable, "total_params": total}

@@ -13,7 +13,7 @@ from vptbench.data import ImageData, make_splits, normalize
 from vptbench.harness.device import clock, describe, peak_memory, reset_peak_memory
 from vptbench.harness.metrics import classification_metrics
 from vptbench.harness.seeding import seed_everything
-from vptbench.harness.trainer import Batches, EpochRecord, FitOutcome, evaluate, fit
+from vptbench.harness.trainer import Batches, EpochRecord, FitOutcome, Precision, evaluate, fit
 from vptbench.models import LoadedModel
 from vptbench.protocol import Task
 from vptbench.registry import Experiment, Training
@@ -33,6 +33,12 @@ class Observer(Protocol):
 
 class QuietObserver:
     progress = None
+
+    def __enter__(self) -> QuietObserver:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
 
     def run_started(self, experiment_id: str, seed: int, epochs: int) -> None:
         pass
@@ -94,9 +100,10 @@ def run_one(bench: Workbench, plan: PlannedExperiment, seed: int, observer: Obse
         return Batches(split.pixels.to(device), split.labels.to(device), pixels)
 
     train, val, test = (as_batches(s) for s in (splits.train, splits.val, splits.test))
+    precision = Precision(plan.training.precision, device)
     logits_fn = tuner
     if uses_cached_features(tuner):
-        train, val, test = (_encode_once(tuner, b, plan.training.eval_batch_size) for b in (train, val, test))
+        train, val, test = (_encode_once(tuner, b, plan.training.eval_batch_size, precision) for b in (train, val, test))
         logits_fn = tuner.classify
     trainable, total = count_parameters(tuner)
     reset_peak_memory(device)
@@ -111,8 +118,8 @@ def run_one(bench: Workbench, plan: PlannedExperiment, seed: int, observer: Obse
 
     start = clock(device)
     batch = plan.training.eval_batch_size
-    train_eval, val_eval = evaluate(tuner, logits_fn, train, batch), evaluate(tuner, logits_fn, val, batch)
-    test_eval = evaluate(tuner, logits_fn, test, batch)  # the only time the test split is touched
+    train_eval, val_eval = (evaluate(tuner, logits_fn, split, batch, precision) for split in (train, val))
+    test_eval = evaluate(tuner, logits_fn, test, batch, precision)  # the only time the test split is touched
     outcome.eval_seconds += clock(device) - start
     metrics = classification_metrics(test.labels.cpu().numpy(), test_eval.predictions.numpy(), bench.task.class_names)
     memory, memory_kind = peak_memory(device)
@@ -143,6 +150,7 @@ def run_one(bench: Workbench, plan: PlannedExperiment, seed: int, observer: Obse
         "peak_memory_mb": memory,
         "memory_kind": memory_kind,
         "device": describe(device),
+        "precision": precision.name,
         "cached_features": logits_fn is not tuner,
         "split_sizes": {"train": len(train), "val": len(val), "test": len(test)},
         "per_class": metrics["per_class"],
@@ -152,8 +160,9 @@ def run_one(bench: Workbench, plan: PlannedExperiment, seed: int, observer: Obse
 
 
 @torch.no_grad()
-def _encode_once(tuner: nn.Module, batches: Batches, batch_size: int) -> Batches:
+def _encode_once(tuner: nn.Module, batches: Batches, batch_size: int, precision: Precision) -> Batches:
     """The frozen encoder's output for every image, computed once for all epochs."""
     tuner.eval()
-    features = torch.cat([tuner.encode(x) for x, _ in batches.iterate(batch_size)])
+    with precision.autocast():
+        features = torch.cat([tuner.encode(x).float() for x, _ in batches.iterate(batch_size)])
     return Batches(features, batches.labels)

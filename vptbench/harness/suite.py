@@ -6,6 +6,8 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from vptbench import plugins
 from vptbench.data import load_images
 from vptbench.errors import ConfigError, PluginError, UsageError, VptbenchError, unknown_name
@@ -13,21 +15,13 @@ from vptbench.harness.device import describe, resolve_device
 from vptbench.harness.runner import Observer, PlannedExperiment, Workbench, run_one
 from vptbench.models import load_model
 from vptbench.protocol import Task
-from vptbench.registry import Registry, Suite
+from vptbench.registry import DatasetSpec, Experiment, ModelSpec, Registry, Suite, Training
 from vptbench.registry.load import validate
 from vptbench.reporting import write_reports
-from vptbench.results import (
-    RUN_FILE,
-    SCHEMA_VERSION,
-    environment,
-    new_run_dir,
-    now,
-    run_key,
-    save_run_record,
-    write_json,
-)
+from vptbench.results import RUN_FILE, SCHEMA_VERSION, RunLock, environment, now, run_key, save_run_record, write_json
 
-FAILED_STATUSES = ("failed", "diverged", "interrupted")
+FAILED_STATUSES = ("failed", "diverged", "interrupted", "oom")
+FINISHED_STATUSES = ("ok", "diverged")  # what a resume keeps; the rest runs again
 
 
 @dataclass
@@ -81,59 +75,124 @@ def plan_experiments(
     return plans
 
 
-def run_suite(
-    registry: Registry,
-    config_path: Path,
-    suite_name: str,
-    plans: list[PlannedExperiment],
-    seeds: list[int],
-    device_name: str,
-    output: Path,
-    observer: Observer,
-) -> SuiteResult:
-    suite = registry.suites[suite_name]
-    device = resolve_device(device_name)
-    model = load_model(suite.model, registry.models[suite.model])
-    dataset = registry.datasets[suite.dataset]
-    data = load_images(suite.dataset, dataset, model, observer.progress)
-    task = Task(list(dataset.class_names), list(dataset.templates), model.tokenizer)
-    bench = Workbench(model, data, task, device)
+@dataclass
+class SuitePlan:
+    """Everything a suite run needs, resolved: from the registry, or from a run directory to resume."""
 
-    result = SuiteResult(new_run_dir(output, suite_name))
+    suite: str
+    model_name: str
+    model: ModelSpec
+    dataset_name: str
+    dataset: DatasetSpec
+    experiments: list[PlannedExperiment]
+    seeds: list[int]
+    config_path: str
+
+    def keys(self) -> list[str]:
+        return [run_key(p.id, s) for p in self.experiments for s in self.seeds]
+
+    def describe(self) -> dict:
+        """The resolved configuration as run.json records it (and `plan_from_run_dir` reads it back)."""
+        return {
+            "model_name": self.model_name,
+            "model": self.model.model_dump(mode="json"),
+            "dataset_name": self.dataset_name,
+            "dataset": self.dataset.model_dump(mode="json"),
+            "experiments": {
+                p.id: {
+                    "tuner": p.spec.tuner,
+                    "description": p.spec.description,
+                    "params": _params(p),
+                    "training": p.training.model_dump(mode="json"),
+                    "reference": p.spec.reference.model_dump() if p.spec.reference else None,
+                }
+                for p in self.experiments
+            },
+        }
+
+
+def suite_plan(registry: Registry, config_path: Path, suite_name: str, experiments: list[PlannedExperiment], seeds: list[int]) -> SuitePlan:
+    suite = registry.suites[suite_name]
+    return SuitePlan(
+        suite_name, suite.model, registry.models[suite.model], suite.dataset, registry.datasets[suite.dataset],
+        experiments, seeds, str(config_path),
+    )  # fmt: skip
+
+
+def plan_from_run_dir(meta: dict) -> SuitePlan:
+    """Rebuild a run's plan from its own run.json, so a resume ignores later edits to the TOML."""
+    config = meta["config"]
+    experiments = []
+    for experiment_id, entry in config["experiments"].items():
+        spec = Experiment(tuner=entry["tuner"], description=entry.get("description", ""), params=entry["params"], reference=entry.get("reference"))
+        training = Training.model_validate(entry["training"])
+        try:
+            tuner = plugins.load_tuner(spec.tuner)
+        except PluginError as exc:
+            experiments.append(PlannedExperiment(experiment_id, spec, training, None, None, str(exc)))
+            continue
+        experiments.append(PlannedExperiment(experiment_id, spec, training, tuner, tuner.Config.model_validate(entry["params"])))
+    return SuitePlan(
+        meta["suite"], config["model_name"], ModelSpec.model_validate(config["model"]),
+        config["dataset_name"], DatasetSpec.model_validate(config["dataset"]), experiments, list(meta["seeds"]),
+        meta["config_path"],
+    )  # fmt: skip
+
+
+def prepare(plan: SuitePlan, device_name: str, progress=None) -> Workbench:
+    """Load the model once and decode the dataset once, for every run of the suite."""
+    device = resolve_device(device_name)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    model = load_model(plan.model_name, plan.model)
+    data = load_images(plan.dataset_name, plan.dataset, model, progress)
+    task = Task(list(plan.dataset.class_names), list(plan.dataset.templates), model.tokenizer)
+    return Workbench(model, data, task, device)
+
+
+def run_suite(plan: SuitePlan, bench: Workbench, run_dir: Path, observer: Observer, finished: list[dict] | None = None) -> SuiteResult:
+    """Run every (experiment, seed) not already in `finished`, saving each record as it completes."""
+    done = {run_key(r["experiment"], r["seed"]): r for r in finished or [] if r["status"] in FINISHED_STATUSES}
+    result = SuiteResult(run_dir, [])
     meta = {
         "schema_version": SCHEMA_VERSION,
-        "suite": suite_name,
-        "config_path": str(config_path),
-        "config": {
-            "suite": suite.model_dump(mode="json"),
-            "model": registry.models[suite.model].model_dump(mode="json"),
-            "dataset": dataset.model_dump(mode="json"),
-            "experiments": {p.id: {"tuner": p.spec.tuner, "params": _params(p), "training": p.training.model_dump(mode="json")} for p in plans},
-        },
-        "seeds": seeds,
-        "plan": [run_key(p.id, s) for p in plans for s in seeds],
-        "device": describe(device),
+        "suite": plan.suite,
+        "config_path": plan.config_path,
+        "config": plan.describe(),
+        "seeds": plan.seeds,
+        "plan": plan.keys(),
+        "device": describe(bench.device),
         "environment": environment(),
         "started": now(),
+        "resumed_runs": sorted(done),
         "status": "running",
     }
-    write_json(result.run_dir / RUN_FILE, meta)
-    status = "finished"
-    try:
-        for plan in plans:
-            for seed in seeds:
-                record = _run_guarded(bench, plan, seed, observer, result.run_dir)
-                result.records.append(record)
-                save_run_record(result.run_dir, record)
-                write_reports(result.run_dir, meta, result.records)
-                observer.run_done(record)
-    except KeyboardInterrupt:
+    with RunLock(run_dir):
+        write_json(run_dir / RUN_FILE, meta)
         status = "interrupted"
-        raise
-    finally:
-        meta.update(status=status, finished=now())
-        write_json(result.run_dir / RUN_FILE, meta)
-        write_reports(result.run_dir, meta, result.records)
+        try:
+            for experiment in plan.experiments:
+                for seed in plan.seeds:
+                    key = run_key(experiment.id, seed)
+                    if key in done:
+                        result.records.append(done[key])
+                        continue
+                    try:
+                        record = _run_guarded(bench, experiment, seed, observer, run_dir)
+                    except KeyboardInterrupt:
+                        record = {**_failed(experiment, seed, "interrupted by the user (Ctrl-C)"), "status": "interrupted"}
+                        raise
+                    finally:  # the interrupted run is recorded too, then the interrupt goes on
+                        result.records.append(record)
+                        save_run_record(run_dir, record)
+                    write_reports(run_dir, meta, result.records)
+                    observer.run_done(record)
+            status = "finished"
+        finally:
+            meta.update(status=status, finished=now())
+            write_json(run_dir / RUN_FILE, meta)
+            write_reports(run_dir, meta, result.records)
     return result
 
 
@@ -171,24 +230,22 @@ def _failed(plan: PlannedExperiment, seed: int, error: str) -> dict:
     }
 
 
-def dry_run(registry: Registry, suite_name: str, plans: list[PlannedExperiment]) -> list[dict]:
+def dry_run(plan: SuitePlan) -> list[dict]:
     """Build every experiment's model and count its parameters; no data, no training."""
     import copy
 
     from vptbench.harness.runner import count_parameters
 
-    suite = registry.suites[suite_name]
-    model = load_model(suite.model, registry.models[suite.model])
-    dataset = registry.datasets[suite.dataset]
-    task = Task(list(dataset.class_names), list(dataset.templates), model.tokenizer)
+    model = load_model(plan.model_name, plan.model)
+    task = Task(list(plan.dataset.class_names), list(plan.dataset.templates), model.tokenizer)
     rows = []
-    for plan in plans:
-        row = {"experiment": plan.id, "tuner": plan.spec.tuner, "status": "ok", "error": ""}
-        if plan.tuner is None:
-            rows.append({**row, "status": "failed", "error": plan.error})
+    for experiment in plan.experiments:
+        row = {"experiment": experiment.id, "tuner": experiment.spec.tuner, "status": "ok", "error": ""}
+        if experiment.tuner is None:
+            rows.append({**row, "status": "failed", "error": experiment.error})
             continue
-        tuner = plan.tuner(plan.config, copy.deepcopy(model.clip).requires_grad_(False), task)
+        tuner = experiment.tuner(experiment.config, copy.deepcopy(model.clip).requires_grad_(False), task)
         trainable, total = count_parameters(tuner)
-        reference = plan.spec.reference.trainable_params if plan.spec.reference else None
+        reference = experiment.spec.reference.trainable_params if experiment.spec.reference else None
         rows.append({**row, "trainable_params": trainable, "total_params": total, "ref_trainable_params": reference})
     return rows

@@ -83,6 +83,7 @@ class Training(Strict):
     batch_size: Annotated[int, Field(ge=1)] = 32
     eval_batch_size: Annotated[int, Field(ge=1)] = 256
     val_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="auto: bf16 autocast on CUDA, fp32 elsewhere")
     seeds: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)] = [0]
     convergence: Convergence = Convergence()
 
@@ -95,6 +96,7 @@ class TrainingOverride(Strict):
     weight_decay: Annotated[float, Field(ge=0)] | None = None
     epochs: Annotated[int, Field(ge=1)] | None = None
     batch_size: Annotated[int, Field(ge=1)] | None = None
+    precision: Literal["auto", "fp32", "bf16", "fp16"] | None = None
     convergence: Convergence | None = None
 
 

@@ -10,16 +10,20 @@ from vptbench.results import write_atomic
 RESULTS_CSV = "results.csv"
 SUMMARY_CSV = "summary.csv"
 REPORT_MD = "report.md"
+REPORT_JSON = "report.json"
 
 
 def write_reports(run_dir: Path, meta: dict, records: list[dict]) -> list[Path]:
     """(Re)write every report file of a run directory from its records."""
     from vptbench.reporting.markdown import markdown_report
     from vptbench.reporting.plots import write_plots
+    from vptbench.reporting.schema import Report
 
     frame = flat_frame(records)
     write_atomic(run_dir / RESULTS_CSV, frame.to_csv(index=False))
     write_atomic(run_dir / SUMMARY_CSV, summarize(frame).to_csv(index=False))
     plots = write_plots(run_dir, records)
     write_atomic(run_dir / REPORT_MD, markdown_report(meta, records, frame, plots))
-    return [run_dir / RESULTS_CSV, run_dir / SUMMARY_CSV, run_dir / REPORT_MD, *plots]
+    report = Report.model_validate({**meta, "runs": records})  # never write what the schema rejects
+    write_atomic(run_dir / REPORT_JSON, report.model_dump_json(indent=2, by_alias=True) + "\n")
+    return [run_dir / RESULTS_CSV, run_dir / SUMMARY_CSV, run_dir / REPORT_MD, run_dir / REPORT_JSON, *plots]

@@ -16,8 +16,8 @@ def markdown_report(meta: dict, records: list[dict], frame: pd.DataFrame, plots:
         f"# vptbench report: suite `{meta['suite']}`",
         "",
         f"- Started {meta.get('started', '?')}, status **{meta.get('status', '?')}**, device {meta.get('device', '?')}",
-        f"- Seeds {', '.join(map(str, meta.get('seeds', [])))}; model `{meta['config']['suite']['model']}`, "
-        f"dataset `{meta['config']['suite']['dataset']}`",
+        f"- Seeds {', '.join(map(str, meta.get('seeds', [])))}; model `{meta['config']['model_name']}`, "
+        f"dataset `{meta['config']['dataset_name']}`",
         f"- torch {packages.get('torch')}, transformers {packages.get('transformers')}, vptbench "
         f"{packages.get('vptbench')}, commit {env.get('git_commit') or 'unknown'}",
         "- Model selection and convergence use the validation split only; the test split is evaluated once, "

@@ -1,0 +1,83 @@
+"""Plugin discovery through entry points: broken, duplicate, invalid and disabled plugins."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from vptbench import plugins
+from vptbench.errors import PluginError
+
+
+@pytest.fixture
+def fake_distribution(tmp_path, monkeypatch):
+    """Register a distribution's `vptbench.tuners` entry points by writing its metadata on sys.path."""
+
+    def register(name: str, entry_points: dict[str, str]) -> None:
+        info = tmp_path / f"{name.replace('-', '_')}-1.0.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+        lines = "\n".join(f"{key} = {value}" for key, value in entry_points.items())
+        (info / "entry_points.txt").write_text(f"[vptbench.tuners]\n{lines}\n")
+        plugins._scan.cache_clear()
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield register
+    plugins._scan.cache_clear()
+
+
+def test_builtins_register_through_the_entry_point_group():
+    found = plugins.find_plugins()
+    builtin = {name for name, plugin in found.items() if plugin.distribution == "vptbench"}
+    assert builtin == {"zero-shot", "linear-probe", "vpt-shallow", "vpt-deep", "dual-prompt", "full-finetune"}
+    assert all(plugins.load(found[name]).ok for name in builtin)
+
+
+def test_discovery_imports_nothing(fake_distribution):
+    fake_distribution("lazy-plugin", {"lazy": "module_that_does_not_exist:Tuner"})
+    assert plugins.find_plugins()["lazy"].distribution == "lazy-plugin"  # found, not imported
+
+
+def test_a_broken_plugin_is_reported_not_fatal(fake_distribution):
+    fake_distribution("broken-plugin", {"broken": "module_that_does_not_exist:Tuner"})
+    status = plugins.load(plugins.find_plugins()["broken"])
+    assert not status.ok and "ModuleNotFoundError" in status.error and "module_that_does_not_exist" in status.error
+    with pytest.raises(PluginError, match="Tuner 'broken' from broken-plugin is unusable"):
+        plugins.load_tuner("broken")
+    assert plugins.load_tuner("zero-shot")  # everyone else keeps working
+
+
+def test_an_object_that_is_not_a_tuner_is_invalid(fake_distribution):
+    fake_distribution("odd-plugin", {"odd": "collections:OrderedDict", "func": "json:dumps"})
+    odd, func = plugins.load(plugins.find_plugins()["odd"]), plugins.load(plugins.find_plugins()["func"])
+    assert "not a valid tuner" in odd.error and "has no `Config` pydantic model" in odd.error
+    assert "is a function, not a class" in func.error
+
+
+def test_two_distributions_claiming_a_name_is_an_error_naming_both(fake_distribution):
+    fake_distribution("copycat", {"zero-shot": "json:dumps"})
+    with pytest.raises(PluginError, match=r"'zero-shot' is registered twice: by .*(vptbench|copycat).* and by .*(copycat|vptbench)"):
+        plugins.find_plugins()
+
+
+def test_third_party_plugins_can_be_switched_off(fake_distribution, monkeypatch):
+    fake_distribution("copycat", {"zero-shot": "json:dumps", "extra": "json:dumps"})
+    monkeypatch.setenv(plugins.DISABLE_ENV, "1")
+    found = plugins.find_plugins()
+    assert "extra" not in found and found["zero-shot"].distribution == "vptbench"
+
+
+def test_list_and_run_with_a_broken_plugin(fake_distribution, cli, tiny_config, tmp_path):
+    fake_distribution("broken-plugin", {"broken": "module_that_does_not_exist:Tuner"})
+    code, out, _ = cli("list", "--config", tiny_config, "--json")
+    assert code == 0
+    broken = {t["name"]: t for t in json.loads(out)["tuners"]}["broken"]
+    assert broken["status"] == "broken" and broken["distribution"] == "broken-plugin"
+    config = tiny_config.read_text() + '[suites.s.experiments.E9]\ntuner = "broken"\n'
+    tiny_config.write_text(config)
+    code, out, err = cli("run", "--all", "--config", tiny_config, "--output", tmp_path / "out", "--quiet", "--json")
+    assert code == 1
+    statuses = {r["experiment"]: (r["status"], r["error"]) for r in json.loads(out)["runs"]}
+    assert statuses["E1"][0] == statuses["E2"][0] == "ok"
+    assert statuses["E9"][0] == "failed" and "module_that_does_not_exist" in statuses["E9"][1]

@@ -1,0 +1,99 @@
+"""Nothing lost: interrupted runs resume to the same numbers, writes are atomic, one writer per run."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+
+import pandas as pd
+import pytest
+
+from vptbench.harness import suite as suite_module
+from vptbench.results import write_atomic
+
+METRICS = ["experiment", "seed", "status", "test_accuracy", "val_accuracy", "train_accuracy", "best_epoch", "trainable_params"]
+
+
+def _only_dir(path):
+    (run_dir,) = [p for p in path.iterdir() if p.is_dir()]
+    return run_dir
+
+
+def test_ctrl_c_keeps_finished_runs_and_resume_matches_an_uninterrupted_run(cli, tiny_config, tmp_path, monkeypatch):
+    code, _, _ = cli("run", "--all", "--config", tiny_config, "--output", tmp_path / "clean", "--quiet", "--seeds", "0,1")
+    assert code == 0
+    clean = pd.read_csv(_only_dir(tmp_path / "clean") / "results.csv")[METRICS]
+
+    real_run_one, calls = suite_module.run_one, []
+
+    def interrupt_second_experiment(bench, plan, seed, observer):
+        calls.append((plan.id, seed))
+        if plan.id == "E2" and seed == 1:
+            raise KeyboardInterrupt
+        return real_run_one(bench, plan, seed, observer)
+
+    monkeypatch.setattr(suite_module, "run_one", interrupt_second_experiment)
+    code, _, err = cli("run", "--all", "--config", tiny_config, "--output", tmp_path / "broken", "--quiet", "--seeds", "0,1")
+    assert code == 130 and "interrupted" in err
+    run_dir = _only_dir(tmp_path / "broken")
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "interrupted"
+    partial = pd.read_csv(run_dir / "results.csv")
+    assert list(partial["status"]) == ["ok", "ok", "ok", "interrupted"]
+    assert not (run_dir / ".lock").exists()
+
+    calls.clear()
+    monkeypatch.setattr(suite_module, "run_one", lambda *a: (calls.append((a[1].id, a[2])), real_run_one(*a))[1])
+    code, _, err = cli("run", "--resume", run_dir, "--quiet")
+    assert code == 0, err
+    assert calls == [("E2", 1)]  # only the unfinished pair ran again
+    resumed = pd.read_csv(run_dir / "results.csv")[METRICS]
+    pd.testing.assert_frame_equal(resumed, clean)
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"
+
+
+def test_a_tuner_that_raises_fails_alone(cli, tiny_config, tmp_path, monkeypatch):
+    real_run_one = suite_module.run_one
+
+    def broken_e1(bench, plan, seed, observer):
+        if plan.id == "E1":
+            raise RuntimeError("boom\nsecond line")
+        return real_run_one(bench, plan, seed, observer)
+
+    monkeypatch.setattr(suite_module, "run_one", broken_e1)
+    code, out, _ = cli("run", "--all", "--config", tiny_config, "--output", tmp_path, "--quiet", "--json")
+    assert code == 1
+    runs = {r["experiment"]: r for r in json.loads(out)["runs"]}
+    assert runs["E1"]["status"] == "failed" and runs["E1"]["error"] == "RuntimeError: boom"
+    assert runs["E2"]["status"] == "ok"
+    assert "RuntimeError: boom" in (_only_dir(tmp_path) / "errors.log").read_text()
+
+
+def test_resume_refuses_other_selection_options(cli, tmp_path):
+    code, _, err = cli("run", "E1", "--resume", tmp_path)
+    assert code == 2 and "--resume" in err
+
+
+def test_a_live_lock_refuses_a_second_writer_and_a_stale_one_is_taken_over(cli, tiny_config, tmp_path):
+    assert cli("run", "E1", "--config", tiny_config, "--output", tmp_path, "--quiet")[0] == 0
+    run_dir = _only_dir(tmp_path)
+    (run_dir / ".lock").write_text(f"{socket.gethostname()} {os.getpid()}")
+    code, _, err = cli("run", "--resume", run_dir, "--quiet")
+    assert code == 2 and "in use by another vptbench run" in err
+    (run_dir / ".lock").write_text(f"{socket.gethostname()} 999999999")  # no such process
+    assert cli("run", "--resume", run_dir, "--quiet")[0] == 0
+    assert not (run_dir / ".lock").exists()
+
+
+def test_atomic_write_leaves_the_old_file_when_interrupted(tmp_path, monkeypatch):
+    target = tmp_path / "results.csv"
+    write_atomic(target, "old\n")
+
+    def crash(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(KeyboardInterrupt):
+        write_atomic(target, "new and half written")
+    assert target.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["results.csv"]

@@ -1,0 +1,98 @@
+"""Reports: aggregation and intervals against hand-computed values, plots that show something."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from vptbench.reporting import write_reports
+from vptbench.reporting.schema import Report
+from vptbench.reporting.tables import bootstrap_interval, display_rows, flat_frame, summarize
+
+
+def _record(experiment, seed, correct, total=100, status="ok", reference=None, epochs=3):
+    wrong = total - correct
+    return {
+        "experiment": experiment, "tuner": "linear-probe", "seed": seed, "status": status, "error": "",
+        "trainable_params": 10 * (1 + len(experiment)), "total_params": 1000, "trainable_percent": 1.0,
+        "train_accuracy": 1.0, "val_accuracy": correct / total, "test_accuracy": correct / total, "test_macro_f1": 0.5,
+        "epochs_run": epochs, "best_epoch": epochs, "epochs_to_converge": epochs, "seconds_to_converge": 1.0,
+        "setup_seconds": 0.1, "train_seconds": 2.0 + seed, "eval_seconds": 0.1, "images_per_second": 100.0,
+        "peak_memory_mb": 50.0 + seed, "memory_kind": "process-peak-rss", "device": "cpu",
+        "per_class": [{"class": "a", "precision": 1.0, "recall": 1.0, "f1": 1.0, "support": total // 2},
+                      {"class": "b", "precision": 1.0, "recall": 1.0, "f1": 1.0, "support": total - total // 2}],
+        "confusion_matrix": [[correct // 2, wrong // 2], [wrong - wrong // 2, correct - correct // 2]],
+        "history": [{"epoch": e, "train_loss": 1.0 / e, "train_accuracy": 0.5, "val_loss": 1.2 / e, "val_accuracy": 0.4 + 0.1 * e, "train_seconds": 0.5} for e in range(1, epochs + 1)],
+        "params": {}, "reference": reference,
+    }  # fmt: skip
+
+
+def test_bootstrap_interval_matches_the_normal_approximation():
+    low, high = bootstrap_interval(288, 320)  # the reference study's test size at 90 %
+    half_width = 1.96 * math.sqrt(0.9 * 0.1 / 320)  # 0.0329: the "about ±2.5 to 3 points" readers must see
+    assert low == pytest.approx(0.9 - half_width, abs=0.006) and high == pytest.approx(0.9 + half_width, abs=0.006)
+    assert bootstrap_interval(50, 50) == (1.0, 1.0)
+
+
+def test_seeds_aggregate_to_mean_and_sample_std():
+    frame = flat_frame([_record("E2", 0, 80), _record("E2", 1, 90), _record("E2", 2, 100), _record("E2", 3, 0, status="failed")])
+    row = summarize(frame).iloc[0]
+    assert (row["runs"], row["runs_ok"], row["status"]) == (4, 3, "3 ok, 1 failed")
+    assert row["test_accuracy_mean"] == pytest.approx(0.9)
+    assert row["test_accuracy_std"] == pytest.approx(0.1)  # sqrt(((-.1)^2 + 0 + .1^2) / 2)
+    assert row["peak_memory_mb_max"] == 52.0 and row["train_seconds_mean"] == pytest.approx(3.0)
+    low, high = bootstrap_interval(270, 300)
+    assert (row["test_accuracy_ci_low"], row["test_accuracy_ci_high"]) == (low, high)
+
+
+def test_reference_difference_is_flagged_outside_the_interval():
+    summary = summarize(flat_frame([_record("E1", 0, 90, reference={"test_accuracy": 1.0}), _record("E2", 0, 90, reference={"test_accuracy": 0.91})]))
+    assert list(summary["ref_outside_interval"]) == [True, False]
+    assert summary["ref_difference"].tolist() == pytest.approx([-0.1, -0.01])
+    shown = display_rows(summary)
+    assert shown[0]["Δ vs ref"] == "-0.100 (!)" and shown[1]["Δ vs ref"] == "-0.010"
+    assert shown[0]["Test acc"].startswith("0.900 [")
+
+
+def _meta():
+    return {
+        "schema_version": 1, "suite": "s", "seeds": [0, 1], "device": "cpu", "status": "finished", "started": "now",
+        "config": {"model_name": "m", "dataset_name": "d"}, "environment": {"packages": {}}, "plan": [],
+    }  # fmt: skip
+
+
+def test_reports_parse_back_and_plots_are_not_blank(tmp_path):
+    records = [_record("E1", 0, 70, epochs=0), _record("E2", 0, 90), _record("E2", 1, 80), _record("E3", 0, 60, epochs=5)]
+    written = write_reports(tmp_path, _meta(), records)
+    frame = pd.read_csv(tmp_path / "results.csv")
+    assert frame[["experiment", "seed"]].values.tolist() == [["E1", 0], ["E2", 0], ["E2", 1], ["E3", 0]]
+    assert frame["test_accuracy"].tolist() == pytest.approx([0.7, 0.9, 0.8, 0.6])
+    assert pd.read_csv(tmp_path / "summary.csv")["experiment"].tolist() == ["E1", "E2", "E3"]
+    report = Report.model_validate(json.loads((tmp_path / "report.json").read_text()))
+    assert report.runs[1].per_class[0].class_ == "a" and report.schema_version == 1
+    markdown = (tmp_path / "report.md").read_text()
+    pngs = [p for p in written if p.suffix == ".png"]
+    assert len(pngs) == 4
+    for png in pngs:
+        assert f"]({png.name})" in markdown
+        with Image.open(png) as image:
+            image.verify()
+        pixels = np.asarray(Image.open(png).convert("L"), dtype=float)
+        assert pixels.std() > 5, png.name  # something is drawn
+
+
+def test_combining_run_directories(cli, tiny_config, tmp_path):
+    for seed in ("0", "1"):
+        assert cli("run", "E2", "--config", tiny_config, "--output", tmp_path / "runs", "--seeds", seed, "--quiet")[0] == 0
+    first, second = sorted((tmp_path / "runs").iterdir())
+    code, _, err = cli("report", first, second, "--output", tmp_path / "combined", "--format", "csv")
+    assert code == 0, err
+    (combined,) = (tmp_path / "combined").iterdir()
+    frame = pd.read_csv(combined / "results.csv")
+    assert frame[["experiment", "seed"]].values.tolist() == [["E2", 0], ["E2", 1]]
+    assert "± " in (combined / "report.md").read_text()  # two seeds: mean ± std

@@ -1,0 +1,66 @@
+"""The schema of `report.json`: what downstream tools may rely on (bump SCHEMA_VERSION on change)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+Status = Literal["ok", "failed", "diverged", "interrupted", "oom"]
+
+
+class Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class ClassMetrics(BaseModel):
+    class_: str  # "class" in JSON; a Python keyword here
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, alias_generator=lambda n: "class" if n == "class_" else n)
+
+
+class EpochRow(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    epoch: int
+    train_loss: float
+    train_accuracy: float
+    val_loss: float
+    val_accuracy: float
+    train_seconds: float
+
+
+class RunRecord(Open):
+    """One (experiment, seed); a failed run carries only the identifying fields and its error."""
+
+    experiment: str
+    tuner: str
+    seed: int
+    status: Status
+    error: str = ""
+    params: dict[str, Any] = {}
+    reference: dict[str, Any] | None = None
+    trainable_params: int | None = None
+    total_params: int | None = None
+    test_accuracy: float | None = None
+    val_accuracy: float | None = None
+    test_macro_f1: float | None = None
+    epochs_to_converge: int | None = None
+    per_class: list[ClassMetrics] | None = None
+    confusion_matrix: list[list[int]] | None = None
+    history: list[EpochRow] | None = None
+
+
+class Report(Open):
+    schema_version: Literal[1]
+    suite: str
+    config: dict[str, Any]
+    seeds: list[int]
+    device: str
+    environment: dict[str, Any]
+    status: str
+    runs: list[RunRecord]
