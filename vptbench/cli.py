@@ -6,7 +6,7 @@ import json
 import sys
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -22,8 +22,8 @@ app = typer.Typer(
 console = Console(stderr=True)
 DEBUG = {"on": False}
 
-ConfigOption = Annotated[Optional[Path], typer.Option("--config", "-c", help="Registry TOML (default: ./benchmark.toml, else the packaged one).")]
-SuiteOption = Annotated[Optional[str], typer.Option("--suite", "-s", help="Suite to use (default: the registry's default_suite).")]
+ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="Registry TOML (default: ./benchmark.toml, else the packaged one).")]
+SuiteOption = Annotated[str | None, typer.Option("--suite", "-s", help="Suite to use (default: the registry's default_suite).")]
 
 
 def reports_errors(command):
@@ -92,24 +92,24 @@ def list_command(
 @app.command()
 @reports_errors
 def run(
-    ids: Annotated[Optional[list[str]], typer.Argument(help="Experiment ids to run (e.g. E1 E2).", show_default=False)] = None,
+    ids: Annotated[list[str] | None, typer.Argument(help="Experiment ids to run (e.g. E1 E2).", show_default=False)] = None,
     all_: Annotated[bool, typer.Option("--all", help="Run every experiment of the suite.")] = False,
     suite: SuiteOption = None,
     config: ConfigOption = None,
-    seeds: Annotated[Optional[str], typer.Option(help="Seeds, e.g. 0,1,2 or 0-4 (default: the suite's).")] = None,
-    epochs: Annotated[Optional[int], typer.Option(min=1, help="Override every experiment's epochs.")] = None,
+    seeds: Annotated[str | None, typer.Option(help="Seeds, e.g. 0,1,2 or 0-4 (default: the suite's).")] = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Override every experiment's epochs.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder that receives the run directory.")] = Path("results"),
-    resume: Annotated[Optional[Path], typer.Option(help="Finish an interrupted run directory: keep its finished runs, rerun the rest.")] = None,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Use this declared model instead of the suite's (e.g. vit-b16-random).")] = None,
+    resume: Annotated[Path | None, typer.Option(help="Finish an interrupted run directory: keep its finished runs, rerun the rest.")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Use this declared model instead of the suite's (e.g. vit-b16-random).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Build each experiment's model and count parameters; no data, no training.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars (CI logs).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
 ) -> None:
     """Train and evaluate experiments, then print a summary and write reports."""
     from vptbench.harness.device import resolve_device
-    from vptbench.harness.suite import plan_from_run_dir, suite_plan
-    from vptbench.results import load_run_dir, new_run_dir
+    from vptbench.harness.suite import plan_from_run_dir
+    from vptbench.results import load_run_dir
 
     finished: list[dict] = []
     if resume:
@@ -199,14 +199,22 @@ def _finish(result, suite_name: str, as_json: bool) -> None:
 @app.command()
 @reports_errors
 def report(
-    run_dirs: Annotated[Optional[list[Path]], typer.Argument(help="Run directories (default: the latest under --output); several are combined.", show_default=False)] = None,
+    run_dirs: Annotated[list[Path] | None, typer.Argument(help="Run directories (default: the latest under --output); several are combined.", show_default=False)] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="md, csv or json: the file to point at (all are regenerated).")] = "md",
     output: Annotated[Path, typer.Option("--output", "-o", help="Where runs live: to find the latest, and to put a combined report.")] = Path("results"),
 ) -> None:
     """Regenerate reports from saved results, without retraining."""
     from vptbench.reporting import REPORT_JSON, REPORT_MD, RESULTS_CSV, SUMMARY_CSV, write_reports
     from vptbench.reporting.console import summary_table
-    from vptbench.results import RUN_FILE, combine_run_dirs, latest_run_dir, load_run_dir, new_run_dir, save_run_record, write_json
+    from vptbench.results import (
+        RUN_FILE,
+        combine_run_dirs,
+        latest_run_dir,
+        load_run_dir,
+        new_run_dir,
+        save_run_record,
+        write_json,
+    )
 
     files = {"md": [REPORT_MD], "csv": [RESULTS_CSV, SUMMARY_CSV], "json": [REPORT_JSON]}
     if fmt not in files:
@@ -224,6 +232,57 @@ def report(
     write_reports(target, meta, records)
     Console().print(summary_table(records, f"Suite '{meta['suite']}' — {target}"))
     console.print("wrote " + ", ".join(str(target / name) for name in files[fmt]))
+
+
+@app.command()
+@reports_errors
+def bench(
+    ids: Annotated[list[str] | None, typer.Argument(help="Experiment ids (default: all of the suite).", show_default=False)] = None,
+    suite: Annotated[str, typer.Option("--suite", "-s", help="Suite whose experiments to time.")] = "paper",
+    model: Annotated[str, typer.Option("--model", "-m", help="Declared model to time (default: ViT-B/16 geometry, random weights).")] = "vit-b16-random",
+    config: ConfigOption = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Synthetic batch size.")] = 32,
+    steps: Annotated[int, typer.Option(min=1, help="Timed steps per strategy.")] = 10,
+    warmup: Annotated[int, typer.Option(min=0, help="Untimed steps first.")] = 3,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto (bf16 on CUDA, else fp32), fp32, bf16 or fp16.")] = "auto",
+    compile_model: Annotated[bool, typer.Option("--compile", help="torch.compile each model first.")] = False,
+    peak_tflops: Annotated[float | None, typer.Option(help="Device peak for MFU when it is not in the built-in table.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Rows as JSON on stdout.")] = False,
+) -> None:
+    """Time each strategy's training step (or frozen forward) on a synthetic batch."""
+    from vptbench.harness.device import describe, resolve_device
+    from vptbench.harness.suite import plan_experiments, select_suite
+    from vptbench.harness.throughput import measure
+    from vptbench.models import load_model
+    from vptbench.protocol import Task
+    from vptbench.registry import load_registry
+    from vptbench.reporting.console import make_table
+
+    if precision not in ("auto", "fp32", "bf16", "fp16"):
+        raise UsageError(f"--precision: '{precision}' is not one of auto, fp32, bf16, fp16")
+    registry, config_path = load_registry(config)
+    suite_name, chosen = select_suite(registry, suite, model)
+    plans = [p for p in plan_experiments(suite_name, chosen, config_path, ids or list(chosen.experiments)) if p.tuner]
+    target = resolve_device(device)
+    _quiet_libraries()
+    loaded = load_model(model, registry.models[model])
+    dataset = registry.datasets[chosen.dataset]
+    task = Task(list(dataset.class_names), list(dataset.templates), loaded.tokenizer)
+    rows = []
+    with console.status("timing") as status:
+        for plan in plans:
+            status.update(f"timing {plan.id} ({plan.spec.tuner})")
+            rows.append(measure(plan, loaded.clip, task, target, batch_size, steps, warmup, precision, compile_model, peak_tflops).as_dict())
+    if as_json:
+        typer.echo(json.dumps({"device": describe(target), "model": model, "rows": rows}, indent=2))
+        return
+    columns = ("Experiment", "Tuner", "Mode", "Trainable", "Step", "Images/s", "GFLOPs/img", "TFLOP/s", "MFU", "Peak mem")
+    table = make_table(f"Throughput on {describe(target)} — {model}, batch {batch_size}, {precision}", columns)
+    for r in rows:
+        mfu = f"{100 * r['mfu']:.1f} %" if r["mfu"] is not None else "–"
+        table.add_row(r["experiment"], r["tuner"], r["mode"], f"{r['trainable_params']:,}", f"{r['step_ms']:.1f} ms", f"{r['images_per_second']:,.1f}", f"{r['gflops_per_image']:.1f}", f"{r['achieved_tflops']:.2f}", mfu, f"{r['peak_memory_mb']:,.0f} MiB")
+    Console().print(table)
 
 
 def parse_seeds(text: str) -> list[int]:

@@ -42,12 +42,12 @@ def load_model(name: str, spec: ModelSpec) -> LoadedModel:
 
 
 def _load_pretrained(name: str, location: str, revision: str | None, spec: ModelSpec) -> LoadedModel:
-    from transformers import AutoTokenizer, CLIPImageProcessor, CLIPModel
+    from transformers import AutoTokenizer, CLIPImageProcessorPil, CLIPModel
 
-    try:
+    try:  # the PIL processor on every machine: torchvision's resize would change the pixels
         clip = CLIPModel.from_pretrained(location, revision=revision, attn_implementation=spec.attn_implementation)
         tokenizer = AutoTokenizer.from_pretrained(location, revision=revision)
-        processor = CLIPImageProcessor.from_pretrained(location, revision=revision)
+        processor = CLIPImageProcessorPil.from_pretrained(location, revision=revision)
     except OSError as exc:
         raise ModelError(_explain_load_failure(name, location, spec, exc)) from None
     vocab = len(tokenizer)
@@ -67,7 +67,7 @@ def _demo_clip(name: str, spec: ModelSpec) -> LoadedModel:
 
 def _vit_b16_random(name: str, spec: ModelSpec) -> LoadedModel:
     """CLIP ViT-B/16's exact geometry with random weights: dry runs, parameter counts, throughput."""
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+    from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel
 
     from vptbench.demo_model.tokenizer import build_tokenizer
 
@@ -79,7 +79,7 @@ def _vit_b16_random(name: str, spec: ModelSpec) -> LoadedModel:
         projection_dim=512,
     )
     clip = CLIPModel._from_config(config, attn_implementation=spec.attn_implementation)
-    return LoadedModel(clip=clip, tokenizer=tokenizer, image_processor=CLIPImageProcessor(), name=name)
+    return LoadedModel(clip=clip, tokenizer=tokenizer, image_processor=CLIPImageProcessorPil(), name=name)
 
 
 BUILTIN_MODELS: dict[str, Callable[[str, ModelSpec], LoadedModel]] = {

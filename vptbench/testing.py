@@ -11,7 +11,7 @@ from PIL import Image
 def tiny_clip(image_size: int = 32, patch_size: int = 8, width: int = 64, layers: int = 2, projection_dim: int = 32, seed: int = 0, attn_implementation: str = "sdpa"):
     """A randomly initialised CLIP small enough to train in milliseconds, with a matching tokenizer."""
     import torch
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+    from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel
 
     from vptbench.demo_model.tokenizer import build_tokenizer
 
@@ -29,7 +29,7 @@ def tiny_clip(image_size: int = 32, patch_size: int = 8, width: int = 64, layers
     config = CLIPConfig(text_config=text, vision_config=vision, projection_dim=projection_dim)
     torch.manual_seed(seed)
     model = CLIPModel._from_config(config, attn_implementation=attn_implementation)
-    processor = CLIPImageProcessor(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size})
+    processor = CLIPImageProcessorPil(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size})
     return model, tokenizer, processor
 
 

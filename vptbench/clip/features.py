@@ -23,7 +23,7 @@ def tokenize(tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> dict[str, 
     """Padded token ids and mask; a prompt truncated before its EOS would pool the wrong token."""
     batch = tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
     eos = tokenizer.eos_token_id
-    for text, ids in zip(texts, batch["input_ids"]):
+    for text, ids in zip(texts, batch["input_ids"], strict=True):
         if eos is not None and not (ids == eos).any():
             raise DataError(f"prompt {text!r} is longer than the tokenizer's {tokenizer.model_max_length}-token limit")
     return {key: batch[key] for key in ("input_ids", "attention_mask")}

@@ -244,7 +244,11 @@ def dry_run(plan: SuitePlan) -> list[dict]:
         if experiment.tuner is None:
             rows.append({**row, "status": "failed", "error": experiment.error})
             continue
-        tuner = experiment.tuner(experiment.config, copy.deepcopy(model.clip).requires_grad_(False), task)
+        try:
+            tuner = experiment.tuner(experiment.config, copy.deepcopy(model.clip).requires_grad_(False), task)
+        except Exception as exc:  # noqa: BLE001 - a plugin's bug is that experiment's row, as in a real run
+            rows.append({**row, "status": "failed", "error": f"{type(exc).__name__}: {exc}".splitlines()[0]})
+            continue
         trainable, total = count_parameters(tuner)
         reference = experiment.spec.reference.trainable_params if experiment.spec.reference else None
         rows.append({**row, "trainable_params": trainable, "total_params": total, "ref_trainable_params": reference})

@@ -8,7 +8,7 @@ from rich.table import Table
 
 from vptbench.reporting.tables import display_rows, flat_frame, summarize
 
-NUMERIC = {"Trainable", "Total", "Trainable %", "Val acc", "Test acc", "Macro-F1", "Epochs to conv.", "Train time", "Images/s", "Peak mem", "Reference", "Δ vs ref"}
+NUMERIC = {"Step", "GFLOPs/img", "TFLOP/s", "MFU", "Trainable", "Total", "Trainable %", "Val acc", "Test acc", "Macro-F1", "Epochs to conv.", "Train time", "Images/s", "Peak mem", "Reference", "Δ vs ref"}
 
 
 def make_table(title: str, columns: Iterable[str]) -> Table:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
+import torch
 from torch import Tensor, nn
 from transformers import CLIPModel
-
-import torch
 
 from vptbench.clip.features import class_prompts, class_text_features, cosine_logits, image_features
 from vptbench.protocol import Task

@@ -1,0 +1,93 @@
+"""Throughput of each strategy on a synthetic batch: images/s, step time, memory, counted FLOPs.
+
+Timing follows timm's benchmark: warm-up steps first, the device synchronised around the timed
+steps, and FLOPs counted by torch's FlopCounterMode rather than estimated.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from vptbench.harness.device import clock, peak_memory, reset_peak_memory
+from vptbench.harness.runner import PlannedExperiment, count_parameters, uses_cached_features
+from vptbench.harness.trainer import Precision, make_optimizer, train_step
+
+# Dense bf16/fp16 tensor-core peaks (TFLOP/s) used for model-FLOPs utilisation.
+PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 125.0, "RTX 4090": 165.0}
+
+
+@dataclass
+class ThroughputRow:
+    experiment: str
+    tuner: str
+    mode: str  # train: optimiser steps; forward: the frozen encoder the harness caches
+    batch_size: int
+    trainable_params: int
+    step_ms: float
+    images_per_second: float
+    gflops_per_image: float
+    achieved_tflops: float
+    mfu: float | None
+    peak_memory_mb: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def device_peak_tflops(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((peak for key, peak in PEAK_TFLOPS.items() if key in name), None)
+
+
+def measure(
+    plan: PlannedExperiment, clip: nn.Module, task, device: torch.device, batch_size: int, steps: int,
+    warmup: int, precision_name: str, compile_model: bool = False, peak_tflops: float | None = None,
+) -> ThroughputRow:  # fmt: skip
+    """Time `steps` steps after `warmup`; a tuner without trainable weights is timed as a forward pass."""
+    tuner = plan.tuner(plan.config, copy.deepcopy(clip).requires_grad_(False), task).to(device)
+    trainable, _ = count_parameters(tuner)
+    precision = Precision(precision_name, device)
+    size = clip.config.vision_config.image_size
+    pixels = torch.randn(batch_size, 3, size, size, device=device)
+    labels = torch.randint(0, task.num_classes, (batch_size,), device=device)
+    forward_only = not trainable or uses_cached_features(tuner)
+    plain = (tuner.encode if uses_cached_features(tuner) else tuner) if forward_only else tuner
+    fast = torch.compile(plain) if compile_model else plain
+    if forward_only:
+        tuner.eval()
+
+        def step(fn) -> None:
+            with torch.no_grad(), precision.autocast():
+                fn(pixels)
+    else:
+        optimizer = make_optimizer([p for p in tuner.parameters() if p.requires_grad], plan.training, device)
+        tuner.train()
+
+        def step(fn) -> None:
+            train_step(fn, pixels, labels, optimizer, precision)
+
+    with FlopCounterMode(display=False) as counter:  # counted on the eager module: compile hides ops
+        step(plain)
+    flops = counter.get_total_flops()
+    for _ in range(warmup):
+        step(fast)
+    reset_peak_memory(device)
+    start = clock(device)
+    for _ in range(steps):
+        step(fast)
+    seconds = (clock(device) - start) / steps
+    memory, _ = peak_memory(device)
+    achieved = flops / seconds / 1e12
+    peak = peak_tflops or device_peak_tflops(device)
+    return ThroughputRow(
+        plan.id, plan.spec.tuner, "forward" if forward_only else "train", batch_size, trainable,
+        seconds * 1e3, batch_size / seconds, flops / batch_size / 1e9, achieved,
+        achieved / peak if peak else None, memory,
+    )  # fmt: skip
