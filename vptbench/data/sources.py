@@ -40,7 +40,7 @@ def load_images(name: str, spec: DatasetSpec, model: LoadedModel, progress=None)
     splits = {}
     for split, (images, labels) in raw.items():
         _check_labels(name, spec, split, labels)
-        splits[split] = ImageSplit(*preprocess(images, labels, model.image_processor, f"{name}/{split}", progress))
+        splits[split] = ImageSplit(*preprocess(images, labels, model.image_processor, f"datasets.{name}: split '{split}'", progress))
     mean, std = model.mean_std
     return ImageData(
         train=splits["train"], test=splits["test"], validation=splits.get("validation"), mean=mean, std=std
@@ -84,24 +84,30 @@ def _read_hf(name: str, spec: DatasetSpec) -> dict[str, RawSplit]:
                     f"datasets.{name}: split '{split}' has no column '{column}'; columns: {', '.join(data.column_names)}"
                 )
         _check_label_names(name, spec, data.features[spec.label_column])
-        out[role] = (_LazyImages(name, split, data, spec.image_column), list(data[spec.label_column]))
+        out[role] = (_LazyImages(data, spec.image_column), list(data[spec.label_column]))
     return out
 
 
 class _LazyImages(Sequence):
-    """Decode one image at a time, naming the ones that fail."""
+    """A split's images, decoded one at a time; `describe` names a file for error messages."""
 
-    def __init__(self, name: str, split: str, data, column: str) -> None:
-        self.name, self.split, self.data, self.column = name, split, data, column
+    def __init__(self, data, column: str) -> None:
+        self.data, self.column = data, column
 
     def __len__(self) -> int:
         return len(self.data)
 
     def __getitem__(self, index):
+        return self.data[index][self.column]
+
+    def describe(self, index: int) -> str:
+        import datasets
+
         try:
-            return self.data[index][self.column]
-        except Exception as exc:  # noqa: BLE001 - PIL raises many types for a corrupt file
-            raise DataError(f"datasets.{self.name}: image {index} of split '{self.split}' cannot be decoded: {exc}") from None
+            path = self.data.cast_column(self.column, datasets.Image(decode=False))[index][self.column].get("path")
+        except Exception:  # noqa: BLE001 - naming the file is best effort
+            path = None
+        return f"#{index} {Path(path).name}" if path else f"#{index}"
 
 
 def _check_label_names(name: str, spec: DatasetSpec, feature) -> None:

@@ -44,21 +44,37 @@ class Splits:
 
 
 def preprocess(images: Sequence, labels: list[int], processor, what: str, progress=None) -> tuple[Tensor, Tensor]:
-    """Resize and crop every image once with the model's own processor, keeping uint8."""
-    chunks = []
+    """Resize and crop every image once with the model's own processor, keeping uint8.
+
+    Every image is tried before failing, so the error names all the unreadable ones at once.
+    """
+    chunks, unreadable = [], []
+    describe = getattr(images, "describe", str)
     task = progress.add_task(f"decode {what}", total=len(images)) if progress else None
     for start in range(0, len(images), CHUNK):
-        batch = [_rgb(images[i]) for i in range(start, min(start + CHUNK, len(images)))]
-        out = processor(batch, do_rescale=False, do_normalize=False, return_tensors="pt")["pixel_values"]
-        chunks.append(out.round().clamp(0, 255).to(torch.uint8) if out.is_floating_point() else out)
+        batch = []
+        for index in range(start, min(start + CHUNK, len(images))):
+            try:
+                batch.append(_rgb(images[index]))
+            except Exception as exc:  # noqa: BLE001 - PIL and datasets raise many types for one bad file
+                unreadable.append((describe(index), exc))
+        if batch and not unreadable:
+            out = processor(batch, do_rescale=False, do_normalize=False, return_tensors="pt")["pixel_values"]
+            chunks.append(out.round().clamp(0, 255).to(torch.uint8) if out.is_floating_point() else out)
         if progress:
-            progress.advance(task, len(batch))
+            progress.advance(task, min(CHUNK, len(images) - start))
     if progress:
         progress.remove_task(task)
+    if unreadable:
+        names = ", ".join(name for name, _ in unreadable[:5]) + (", …" if len(unreadable) > 5 else "")
+        first = str(unreadable[0][1]).splitlines()[0] if str(unreadable[0][1]) else type(unreadable[0][1]).__name__
+        raise DataError(f"{what}: {len(unreadable)} of {len(images)} images cannot be decoded ({names}): {first}")
     return torch.cat(chunks), torch.tensor(labels, dtype=torch.long)
 
 
 def _rgb(image):
+    """Decode now (PIL opens lazily) and convert to RGB."""
+    image.load()
     return image if image.mode == "RGB" else image.convert("RGB")
 
 

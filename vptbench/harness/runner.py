@@ -151,6 +151,8 @@ def run_one(bench: Workbench, plan: PlannedExperiment, seed: int, observer: Obse
         "memory_kind": memory_kind,
         "device": describe(device),
         "precision": precision.name,
+        "batch_size": plan.training.batch_size,
+        "accumulation_steps": plan.training.accumulation_steps,
         "cached_features": logits_fn is not tuner,
         "split_sizes": {"train": len(train), "val": len(val), "test": len(test)},
         "per_class": metrics["per_class"],

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 
 from vptbench import plugins
-from vptbench.data import load_images
+from vptbench.data import load_images, make_splits
 from vptbench.errors import ConfigError, PluginError, UsageError, VptbenchError, unknown_name
 from vptbench.harness.device import describe, resolve_device
 from vptbench.harness.runner import Observer, PlannedExperiment, Workbench, run_one
@@ -147,11 +147,15 @@ def prepare(plan: SuitePlan, device_name: str, progress=None) -> Workbench:
         torch.backends.cudnn.allow_tf32 = True
     model = load_model(plan.model_name, plan.model)
     data = load_images(plan.dataset_name, plan.dataset, model, progress)
+    for val_fraction in {e.training.val_fraction for e in plan.experiments}:
+        make_splits(data, val_fraction, plan.seeds[0])  # a split that cannot be made fails now, not per run
     task = Task(list(plan.dataset.class_names), list(plan.dataset.templates), model.tokenizer)
     return Workbench(model, data, task, device)
 
 
-def run_suite(plan: SuitePlan, bench: Workbench, run_dir: Path, observer: Observer, finished: list[dict] | None = None) -> SuiteResult:
+def run_suite(
+    plan: SuitePlan, bench: Workbench, run_dir: Path, observer: Observer, finished: list[dict] | None = None, retry_oom: bool = False
+) -> SuiteResult:
     """Run every (experiment, seed) not already in `finished`, saving each record as it completes."""
     done = {run_key(r["experiment"], r["seed"]): r for r in finished or [] if r["status"] in FINISHED_STATUSES}
     result = SuiteResult(run_dir, [])
@@ -179,7 +183,7 @@ def run_suite(plan: SuitePlan, bench: Workbench, run_dir: Path, observer: Observ
                         result.records.append(done[key])
                         continue
                     try:
-                        record = _run_guarded(bench, experiment, seed, observer, run_dir)
+                        record = _run_guarded(bench, experiment, seed, observer, run_dir, retry_oom)
                     except KeyboardInterrupt:
                         record = {**_failed(experiment, seed, "interrupted by the user (Ctrl-C)"), "status": "interrupted"}
                         raise
@@ -200,12 +204,24 @@ def _params(plan: PlannedExperiment) -> dict:
     return plan.config.model_dump(mode="json") if plan.config is not None else dict(plan.spec.params)
 
 
-def _run_guarded(bench: Workbench, plan: PlannedExperiment, seed: int, observer: Observer, run_dir: Path) -> dict:
-    """One run; any exception becomes a `failed` row with its one-line message, traceback to the log."""
+def _run_guarded(bench: Workbench, plan: PlannedExperiment, seed: int, observer: Observer, run_dir: Path, retry_oom: bool = False) -> dict:
+    """One run; any exception becomes a row with its one-line message, the traceback in errors.log."""
     if plan.tuner is None:
         return _failed(plan, seed, plan.error)
     try:
         record = run_one(bench, plan, seed, observer)
+    except torch.cuda.OutOfMemoryError:
+        torch.cuda.empty_cache()
+        training = plan.training
+        if retry_oom and training.accumulation_steps * 2 <= training.batch_size:
+            smaller = training.model_copy(update={"accumulation_steps": training.accumulation_steps * 2})
+            return _run_guarded(bench, replace(plan, training=smaller), seed, observer, run_dir, retry_oom)
+        micro = -(-training.batch_size // training.accumulation_steps)
+        message = (
+            f"CUDA out of memory at batch size {training.batch_size} (micro-batches of {micro}); lower batch_size, "
+            "or pass --retry-oom to accumulate gradients over smaller micro-batches at the same effective batch"
+        )
+        return {**_failed(plan, seed, message), "status": "oom"}
     except VptbenchError as exc:
         return _failed(plan, seed, str(exc))
     except Exception as exc:  # noqa: BLE001 - a tuner's bug must not end the suite

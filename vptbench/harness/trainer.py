@@ -82,13 +82,13 @@ class Precision:
             return contextlib.nullcontext()
         return torch.autocast(self.device_type, dtype=self.dtype)
 
-    def step(self, loss: Tensor, optimizer: torch.optim.Optimizer) -> None:
-        optimizer.zero_grad(set_to_none=True)
+    def backward(self, loss: Tensor) -> None:
+        (self.scaler.scale(loss) if self.scaler else loss).backward()
+
+    def step(self, optimizer: torch.optim.Optimizer) -> None:
         if self.scaler is None:
-            loss.backward()
             optimizer.step()
         else:
-            self.scaler.scale(loss).backward()
             self.scaler.step(optimizer)
             self.scaler.update()
 
@@ -119,13 +119,23 @@ def make_optimizer(params: list[nn.Parameter], training: Training, device: torch
     return torch.optim.SGD(params, lr=training.lr, momentum=0.9, weight_decay=training.weight_decay)
 
 
-def train_step(logits_fn: Callable[[Tensor], Tensor], x: Tensor, y: Tensor, optimizer: torch.optim.Optimizer, precision: Precision) -> tuple[Tensor, Tensor]:
-    """One optimiser step; returns the loss and logits without synchronising the device."""
-    with precision.autocast():
-        logits = logits_fn(x).float()
-        loss = nn.functional.cross_entropy(logits, y)
-    precision.step(loss, optimizer)
-    return loss.detach(), logits.detach()
+def train_step(
+    logits_fn: Callable[[Tensor], Tensor], x: Tensor, y: Tensor, optimizer: torch.optim.Optimizer,
+    precision: Precision, accumulation: int = 1,
+) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """One optimiser step over the batch, in `accumulation` micro-batches whose gradients add up to
+    the whole batch's; returns loss and logits without synchronising the device."""
+    optimizer.zero_grad(set_to_none=True)
+    losses, all_logits = [], []
+    for x_part, y_part in zip(x.chunk(accumulation), y.chunk(accumulation), strict=True):
+        with precision.autocast():
+            logits = logits_fn(x_part).float()
+            loss = nn.functional.cross_entropy(logits, y_part) * (len(y_part) / len(y))
+        precision.backward(loss)
+        losses.append(loss.detach())
+        all_logits.append(logits.detach())
+    precision.step(optimizer)
+    return torch.stack(losses).sum(), torch.cat(all_logits)
 
 
 def fit(
@@ -156,7 +166,7 @@ def fit(
         correct = torch.zeros((), device=device, dtype=torch.long)
         seen = 0
         for x, y in train.iterate(training.batch_size, generator):
-            loss, logits = train_step(logits_fn, x, y, optimizer, precision)
+            loss, logits = train_step(logits_fn, x, y, optimizer, precision, training.accumulation_steps)
             loss_sum += loss * len(y)
             correct += (logits.argmax(dim=-1) == y).sum()
             seen += len(y)

@@ -81,6 +81,7 @@ class Training(Strict):
     weight_decay: Annotated[float, Field(ge=0)] = 0.0
     epochs: Annotated[int, Field(ge=1)] = 10
     batch_size: Annotated[int, Field(ge=1)] = 32
+    accumulation_steps: Annotated[int, Field(ge=1, description="micro-batches per step (same effective batch, less memory)")] = 1
     eval_batch_size: Annotated[int, Field(ge=1)] = 256
     val_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="auto: bf16 autocast on CUDA, fp32 elsewhere")
@@ -96,6 +97,7 @@ class TrainingOverride(Strict):
     weight_decay: Annotated[float, Field(ge=0)] | None = None
     epochs: Annotated[int, Field(ge=1)] | None = None
     batch_size: Annotated[int, Field(ge=1)] | None = None
+    accumulation_steps: Annotated[int, Field(ge=1)] | None = None
     precision: Literal["auto", "fp32", "bf16", "fp16"] | None = None
     convergence: Convergence | None = None
 

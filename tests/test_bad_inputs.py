@@ -1,0 +1,149 @@
+"""The catalogue of bad inputs: each gets one line naming the culprit and a non-zero exit, no traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import datasets
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import COLORS, tiny_suite_toml
+from vptbench.harness import suite as suite_module
+
+
+def _hub_like_dataset(root, image_column="img", label_column="target", names=COLORS):
+    """A dataset repository laid out as on the Hub (parquet shards), loaded by path like a Hub id."""
+    features = datasets.Features({image_column: datasets.Image(), label_column: datasets.ClassLabel(names=names)})
+    for split, n in (("train", 30), ("test", 9)):
+        images = [Image.fromarray(np.full((8, 8, 3), (i % 3) * 100, np.uint8)) for i in range(n)]
+        data = datasets.Dataset.from_dict({image_column: images, label_column: [i % 3 for i in range(n)]}, features=features)
+        (root / "data").mkdir(parents=True, exist_ok=True)
+        data.to_parquet(str(root / "data" / f"{split}-00000-of-00001.parquet"))
+    return root
+
+
+def _hub_toml(model_dir, dataset_dir, extra=""):
+    return tiny_suite_toml(model_dir, "unused").replace(
+        f'source = "imagefolder"\npath = "unused"',
+        f'source = "hub"\nid = "{dataset_dir}"\nimage_column = "img"\nlabel_column = "target"{extra}',
+    )
+
+
+def _run(cli, tmp_path, text, *extra):
+    config = tmp_path / "bench.toml"
+    config.write_text(text)
+    code, out, err = cli("run", "--all", "--config", config, "--output", tmp_path / "out", "--quiet", *extra)
+    assert "Traceback" not in out + err
+    return code, out, err
+
+
+def test_hub_dataset_code_path_runs_on_a_local_copy(cli, tmp_path, tiny_model_dir):
+    dataset = _hub_like_dataset(tmp_path / "repo")
+    code, _, err = _run(cli, tmp_path, _hub_toml(tiny_model_dir, dataset))
+    assert code == 0, err
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (('label_column = "target"', 'label_column = "label"'), "split 'train' has no column 'label'; columns: img, target"),
+        (('image_column = "img"', 'image_column = "img"\ntrain_split = "training"'), "split 'training' not found; the dataset has train, test"),
+    ],
+)
+def test_dataset_lacking_declared_columns_or_splits(cli, tmp_path, tiny_model_dir, edit, expected):
+    dataset = _hub_like_dataset(tmp_path / "repo")
+    code, _, err = _run(cli, tmp_path, _hub_toml(tiny_model_dir, dataset).replace(*edit))
+    assert code == 2 and expected in err
+
+
+def test_class_name_count_must_match_the_labels(cli, tmp_path, tiny_model_dir):
+    dataset = _hub_like_dataset(tmp_path / "repo", names=["a", "b", "c", "d"])
+    code, _, err = _run(cli, tmp_path, _hub_toml(tiny_model_dir, dataset))
+    assert code == 2 and "class_names lists 3 classes but the label column has 4 (a, b, c, d)" in err
+
+
+def test_corrupt_images_are_all_named(cli, tmp_path, tiny_model_dir, image_folder):
+    import shutil
+
+    folder = tmp_path / "images"
+    shutil.copytree(image_folder, folder)
+    for name in ("3.png", "7.png"):
+        (folder / "train" / "red" / name).write_bytes(b"not a png")
+    code, _, err = _run(cli, tmp_path, tiny_suite_toml(tiny_model_dir, folder))
+    assert code == 2
+    assert "split 'train': 2 of 60 images cannot be decoded" in err and "3.png" in err and "7.png" in err
+
+
+def test_a_class_too_small_for_a_stratified_validation_split(cli, tmp_path, tiny_model_dir):
+    from vptbench.testing import make_image_folder
+
+    folder = make_image_folder(tmp_path / "few", COLORS, {"train": 1, "test": 2})
+    code, _, err = _run(cli, tmp_path, tiny_suite_toml(tiny_model_dir, folder))
+    assert code == 2 and "cannot carve a stratified validation split" in err
+
+
+def test_an_implausibly_small_tokenizer_is_refused(cli, tmp_path, image_folder):
+    from transformers import CLIPTokenizer
+
+    from vptbench.testing import save_tiny_clip
+
+    model = save_tiny_clip(tmp_path / "model")
+    stub = CLIPTokenizer(vocab={"<|startoftext|>": 0, "<|endoftext|>": 1}, merges=[])  # what the Hub stub looks like
+    stub.save_pretrained(model)
+    code, _, err = _run(cli, tmp_path, tiny_suite_toml(model, image_folder))
+    assert code == 2 and "has only 2 tokens, an offline stub" in err
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
+def test_unwritable_results_directory(cli, tmp_path, tiny_config):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    code, _, err = cli("run", "--all", "--config", tiny_config, "--output", locked / "results", "--quiet")
+    assert code == 2 and "cannot write results" in err
+
+
+def test_unwritable_results_path_is_a_file(cli, tmp_path, tiny_config):
+    blocker = tmp_path / "results"
+    blocker.write_text("a file, not a folder")
+    code, _, err = cli("run", "--all", "--config", tiny_config, "--output", blocker, "--quiet")
+    assert code == 2 and f"--output: cannot write results to '{blocker}'" in err
+
+
+def test_cuda_out_of_memory_is_a_status_and_can_retry_with_accumulation(cli, tiny_config, tmp_path, monkeypatch):
+    real_run_one = suite_module.run_one
+
+    def oom_unless_accumulating(bench, plan, seed, observer):
+        if plan.training.accumulation_steps < 4:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_run_one(bench, plan, seed, observer)
+
+    monkeypatch.setattr(suite_module, "run_one", oom_unless_accumulating)
+    code, out, _ = cli("run", "E2", "--config", tiny_config, "--output", tmp_path / "a", "--quiet", "--json")
+    (run,) = json.loads(out)["runs"]
+    assert code == 1 and run["status"] == "oom" and "batch size 8" in run["error"] and "--retry-oom" in run["error"]
+    code, out, _ = cli("run", "E2", "--config", tiny_config, "--output", tmp_path / "b", "--quiet", "--json", "--retry-oom")
+    assert code == 0
+    (run_dir,) = (tmp_path / "b").iterdir()
+    record = json.loads((run_dir / "runs" / "E2-seed0.json").read_text())
+    assert (record["batch_size"], record["accumulation_steps"]) == (8, 4)
+
+
+def test_accumulation_keeps_the_effective_batch():
+    """Micro-batches must add up to the same gradients as the whole batch."""
+    from vptbench.harness.trainer import Precision, train_step
+
+    def step(accumulation):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(6, 3)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+        x, y = torch.randn(8, 6), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+        loss, logits = train_step(model, x, y, optimizer, Precision("fp32", torch.device("cpu")), accumulation)
+        return loss, logits, model.weight.detach()
+
+    whole, parts = step(1), step(4)
+    assert torch.allclose(whole[0], parts[0], atol=1e-6) and torch.allclose(whole[2], parts[2], atol=1e-6)
+    assert torch.equal(whole[1], parts[1])
