@@ -9,9 +9,9 @@ import datasets
 import numpy as np
 import pytest
 import torch
+from conftest import COLORS, tiny_suite_toml
 from PIL import Image
 
-from conftest import COLORS, tiny_suite_toml
 from vptbench.harness import suite as suite_module
 
 
@@ -28,7 +28,7 @@ def _hub_like_dataset(root, image_column="img", label_column="target", names=COL
 
 def _hub_toml(model_dir, dataset_dir, extra=""):
     return tiny_suite_toml(model_dir, "unused").replace(
-        f'source = "imagefolder"\npath = "unused"',
+        'source = "imagefolder"\npath = "unused"',
         f'source = "hub"\nid = "{dataset_dir}"\nimage_column = "img"\nlabel_column = "target"{extra}',
     )
 

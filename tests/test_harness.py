@@ -130,3 +130,31 @@ def test_run_record_measures_what_it_claims():
     assert record["images_per_second"] > 0 and record["peak_memory_mb"] > 0
     zero_shot = run_one(_bench(), _plan("zero-shot"), 0, QuietObserver())
     assert zero_shot["epochs_run"] == 0 and zero_shot["trainable_params"] == 0 and zero_shot["history"] == []
+
+
+def test_frozen_features_are_computed_once_and_shared(cli, tiny_config, tmp_path):
+    import json
+
+    cache = tmp_path / "cache"
+    for attempt in ("first", "second"):
+        args = ("run", "--all", "--config", tiny_config, "--output", tmp_path / attempt, "--seeds", "0,1", "--quiet", "--feature-cache", cache)
+        assert cli(*args)[0] == 0
+    origins = {}
+    for attempt in ("first", "second"):
+        (run_dir,) = (tmp_path / attempt).iterdir()
+        for path in sorted((run_dir / "runs").glob("*.json")):
+            record = json.loads(path.read_text())
+            origins[(attempt, path.stem)] = (record["features_from"], record["test_accuracy"])
+    assert [origins[("first", key)][0] for key in ("E1-seed0", "E1-seed1", "E2-seed0", "E2-seed1")] == ["computed", "memory", "memory", "memory"]
+    assert origins[("second", "E1-seed0")][0] == "disk"
+    assert all(origins[("first", key)][1] == origins[("second", key)][1] for key in ("E1-seed0", "E2-seed1"))
+    assert len(list(cache.glob("*.pt"))) == 1
+
+
+def test_eval_every_skips_validation_but_always_checks_the_last_epoch():
+    module = Scripted([0.5, 0.9, 0.6])
+    x, y = torch.zeros(100, 1), torch.zeros(100, dtype=torch.long)
+    training = Training(epochs=5, batch_size=50, eval_every=2)
+    outcome = fit(module, module, Batches(x, y), Batches(x, y), training, torch.Generator().manual_seed(0), torch.device("cpu"))
+    assert [r.val_accuracy is not None for r in outcome.history] == [False, True, False, True, True]
+    assert outcome.best_epoch == 4 and outcome.epochs_to_converge == 4

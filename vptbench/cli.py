@@ -101,6 +101,7 @@ def run(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder that receives the run directory.")] = Path("results"),
     resume: Annotated[Path | None, typer.Option(help="Finish an interrupted run directory: keep its finished runs, rerun the rest.")] = None,
+    feature_cache: Annotated[Path | None, typer.Option(help="Folder that keeps frozen-encoder features across runs (keyed by a hash of weights, data and precision).")] = None,
     retry_oom: Annotated[bool, typer.Option("--retry-oom", help="On CUDA out-of-memory, retry with gradient accumulation at the same effective batch.")] = False,
     model: Annotated[str | None, typer.Option("--model", "-m", help="Use this declared model instead of the suite's (e.g. vit-b16-random).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Build each experiment's model and count parameters; no data, no training.")] = False,
@@ -126,7 +127,7 @@ def run(
     resolve_device(device)  # a bad device fails before anything loads
     if not quiet:
         console.print(f"Suite [bold]{plan.suite}[/]: {len(plan.experiments)} experiments × {len(plan.seeds)} seeds ({plan.config_path})")
-    result = _execute(plan, device, resume or output, bool(resume), quiet, finished, retry_oom)
+    result = _execute(plan, device, resume or output, bool(resume), quiet, finished, retry_oom, feature_cache)
     _finish(result, plan.suite, as_json)
 
 
@@ -145,7 +146,7 @@ def _plan_from_registry(ids, all_, suite, config, seeds, epochs, model):
     return suite_plan(registry, config_path, suite_name, experiments, seed_list)
 
 
-def _execute(plan, device: str, target: Path, resuming: bool, quiet: bool, finished: list[dict], retry_oom: bool):
+def _execute(plan, device: str, target: Path, resuming: bool, quiet: bool, finished: list[dict], retry_oom: bool, feature_cache: Path | None):
     """Load once, then run; progress bars unless quiet."""
     from vptbench.harness.runner import QuietObserver
     from vptbench.harness.suite import prepare, run_suite
@@ -155,7 +156,7 @@ def _execute(plan, device: str, target: Path, resuming: bool, quiet: bool, finis
     total = len(plan.experiments) * len(plan.seeds)
     observer = QuietObserver() if quiet else RichObserver(console, total)
     with observer:
-        bench = prepare(plan, device, observer.progress)
+        bench = prepare(plan, device, observer.progress, feature_cache)
         run_dir = target if resuming else new_run_dir(target, plan.suite)
         return run_suite(plan, bench, run_dir, observer, finished, retry_oom)
 

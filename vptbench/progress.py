@@ -35,7 +35,7 @@ class RichObserver:
         self.epochs = self.progress.add_task(self.label + (" evaluating" if not epochs else ""), total=max(epochs, 1))
 
     def epoch_done(self, record) -> None:
-        stats = f"loss {record.train_loss:.3f} · val acc {record.val_accuracy:.3f}"
+        stats = f"loss {record.train_loss:.3f}" + (f" · val acc {record.val_accuracy:.3f}" if record.val_accuracy is not None else "")
         self.progress.update(self.epochs, advance=1, description=f"{self.label} {stats}")
 
     def run_done(self, record: dict) -> None:

@@ -112,7 +112,7 @@ def save_run_record(run_dir: Path, record: dict) -> None:
     key = run_key(record["experiment"], record["seed"])
     write_json(run_dir / RUNS_DIR / f"{key}.json", record)
     header = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "train_seconds"]
-    lines = [",".join(header)] + [",".join(repr(row[h]) for h in header) for row in record.get("history", [])]
+    lines = [",".join(header)] + [",".join("" if row[h] is None else repr(row[h]) for h in header) for row in record.get("history", [])]
     write_atomic(run_dir / HISTORY_DIR / f"{key}.csv", "\n".join(lines) + "\n")
 
 

@@ -24,6 +24,9 @@ class ImageSplit:
     def subset(self, index: Tensor) -> ImageSplit:
         return ImageSplit(self.pixels[index], self.labels[index])
 
+    def to(self, device: torch.device) -> ImageSplit:
+        return ImageSplit(self.pixels.to(device), self.labels.to(device))
+
 
 @dataclass
 class ImageData:
@@ -32,6 +35,11 @@ class ImageData:
     validation: ImageSplit | None
     mean: list[float]
     std: list[float]
+
+    def to(self, device: torch.device) -> ImageData:
+        """The whole decoded dataset on the device once, so runs never copy images again."""
+        moved = [split.to(device) if split is not None else None for split in (self.train, self.test, self.validation)]
+        return ImageData(*moved, self.mean, self.std)
 
 
 @dataclass
@@ -84,7 +92,7 @@ def make_splits(data: ImageData, val_fraction: float, seed: int) -> Splits:
         return Splits(data.train, data.validation, data.test)
     from sklearn.model_selection import train_test_split
 
-    labels = data.train.labels.numpy()
+    labels = data.train.labels.cpu().numpy()
     try:
         idx_train, idx_val = train_test_split(
             range(len(labels)), test_size=val_fraction, stratify=labels, random_state=seed

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from vptbench.data import ImageData, make_splits, normalize
 from vptbench.harness.device import clock, describe, peak_memory, reset_peak_memory
+from vptbench.harness.features import FeatureStore, encode_dataset
 from vptbench.harness.metrics import classification_metrics
 from vptbench.harness.seeding import seed_everything
 from vptbench.harness.trainer import Batches, EpochRecord, FitOutcome, Precision, evaluate, fit
@@ -64,12 +65,18 @@ class PlannedExperiment:
 
 @dataclass
 class Workbench:
-    """What every run of a suite shares: the pristine model, decoded data, task and device."""
+    """What every run of a suite shares: the pristine model, decoded data, task, device, features."""
 
     model: LoadedModel
     data: ImageData
     task: Task
     device: torch.device
+    features: FeatureStore = field(default_factory=FeatureStore)
+
+    def normalizer(self):
+        mean = torch.tensor(self.data.mean, device=self.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.data.std, device=self.device).view(1, -1, 1, 1)
+        return lambda pixels: normalize(pixels.to(self.device), mean, std)
 
 
 def count_parameters(module: nn.Module) -> tuple[int, int]:
@@ -89,22 +96,17 @@ def run_one(bench: Workbench, plan: PlannedExperiment, seed: int, observer: Obse
     generator = seed_everything(seed)
     clip = copy.deepcopy(bench.model.clip).requires_grad_(False)
     tuner = plan.tuner(plan.config, clip, bench.task).to(device)
-    splits = make_splits(bench.data, plan.training.val_fraction, seed)
-    mean = torch.tensor(bench.data.mean, device=device).view(1, -1, 1, 1)
-    std = torch.tensor(bench.data.std, device=device).view(1, -1, 1, 1)
-
-    def pixels(x: Tensor) -> Tensor:
-        return normalize(x, mean, std)
-
-    def as_batches(split) -> Batches:
-        return Batches(split.pixels.to(device), split.labels.to(device), pixels)
-
-    train, val, test = (as_batches(s) for s in (splits.train, splits.val, splits.test))
     precision = Precision(plan.training.precision, device)
-    logits_fn = tuner
+    pixels = bench.normalizer()
+    data, transform, logits_fn, features_from = bench.data, pixels, tuner, None
     if uses_cached_features(tuner):
-        train, val, test = (_encode_once(tuner, b, plan.training.eval_batch_size, precision) for b in (train, val, test))
-        logits_fn = tuner.classify
+        key = tuner.feature_key() if callable(getattr(tuner, "feature_key", None)) else None
+        data, features_from = bench.features.get(key, precision.name, clip, bench.data, lambda: _encode(tuner, bench.data, pixels, plan.training.eval_batch_size, precision))
+        transform, logits_fn = _identity, tuner.classify
+    if plan.training.compile:
+        logits_fn = torch.compile(logits_fn)
+    splits = make_splits(data, plan.training.val_fraction, seed)
+    train, val, test = (Batches(s.pixels.to(device), s.labels.to(device), transform) for s in (splits.train, splits.val, splits.test))
     trainable, total = count_parameters(tuner)
     reset_peak_memory(device)
     setup_seconds = clock(device) - start
@@ -153,7 +155,8 @@ def run_one(bench: Workbench, plan: PlannedExperiment, seed: int, observer: Obse
         "precision": precision.name,
         "batch_size": plan.training.batch_size,
         "accumulation_steps": plan.training.accumulation_steps,
-        "cached_features": logits_fn is not tuner,
+        "cached_features": features_from is not None,
+        "features_from": features_from,
         "split_sizes": {"train": len(train), "val": len(val), "test": len(test)},
         "per_class": metrics["per_class"],
         "confusion_matrix": metrics["confusion_matrix"],
@@ -161,10 +164,13 @@ def run_one(bench: Workbench, plan: PlannedExperiment, seed: int, observer: Obse
     }
 
 
+def _identity(x: Tensor) -> Tensor:
+    return x
+
+
 @torch.no_grad()
-def _encode_once(tuner: nn.Module, batches: Batches, batch_size: int, precision: Precision) -> Batches:
-    """The frozen encoder's output for every image, computed once for all epochs."""
+def _encode(tuner: nn.Module, data: ImageData, pixels, batch_size: int, precision: Precision) -> ImageData:
+    """The frozen encoder's output for every image, computed once for all epochs (and runs)."""
     tuner.eval()
     with precision.autocast():
-        features = torch.cat([tuner.encode(x).float() for x, _ in batches.iterate(batch_size)])
-    return Batches(features, batches.labels)
+        return encode_dataset(tuner.encode, data, pixels, batch_size)

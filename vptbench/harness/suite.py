@@ -12,6 +12,7 @@ from vptbench import plugins
 from vptbench.data import load_images, make_splits
 from vptbench.errors import ConfigError, PluginError, UsageError, VptbenchError, unknown_name
 from vptbench.harness.device import describe, resolve_device
+from vptbench.harness.features import FeatureStore
 from vptbench.harness.runner import Observer, PlannedExperiment, Workbench, run_one
 from vptbench.models import load_model
 from vptbench.protocol import Task
@@ -139,7 +140,7 @@ def plan_from_run_dir(meta: dict) -> SuitePlan:
     )  # fmt: skip
 
 
-def prepare(plan: SuitePlan, device_name: str, progress=None) -> Workbench:
+def prepare(plan: SuitePlan, device_name: str, progress=None, feature_cache: Path | None = None) -> Workbench:
     """Load the model once and decode the dataset once, for every run of the suite."""
     device = resolve_device(device_name)
     if device.type == "cuda":
@@ -150,7 +151,7 @@ def prepare(plan: SuitePlan, device_name: str, progress=None) -> Workbench:
     for val_fraction in {e.training.val_fraction for e in plan.experiments}:
         make_splits(data, val_fraction, plan.seeds[0])  # a split that cannot be made fails now, not per run
     task = Task(list(plan.dataset.class_names), list(plan.dataset.templates), model.tokenizer)
-    return Workbench(model, data, task, device)
+    return Workbench(model, data.to(device), task, device, FeatureStore(feature_cache))
 
 
 def run_suite(

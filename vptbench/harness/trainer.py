@@ -38,8 +38,8 @@ class EpochRecord:
     epoch: int
     train_loss: float
     train_accuracy: float
-    val_loss: float
-    val_accuracy: float
+    val_loss: float | None  # None on epochs that `eval_every` skips
+    val_accuracy: float | None
     train_seconds: float
 
 
@@ -176,6 +176,11 @@ def fit(
         if not torch.isfinite(loss_sum):
             outcome.status, outcome.diverged_epoch = "diverged", epoch
             break
+        if epoch % training.eval_every and epoch != training.epochs:
+            record = EpochRecord(epoch, loss_sum.item() / seen, correct.item() / seen, None, None, train_seconds)
+            outcome.history.append(record)
+            on_epoch(record)
+            continue
         start = clock(device)
         result = evaluate(module, logits_fn, val, training.eval_batch_size, precision)
         outcome.eval_seconds += clock(device) - start
@@ -187,7 +192,7 @@ def fit(
         if result.accuracy > best_accuracy + convergence.min_delta:
             since_best = 0
         else:
-            since_best += 1
+            since_best += 1  # counted in evaluations, as Lightning's patience is
         best_accuracy = max(best_accuracy, result.accuracy)
         if convergence.patience and since_best >= convergence.patience:
             outcome.stopped_early = True
@@ -198,11 +203,12 @@ def fit(
 
 
 def epochs_to_converge(history: list[EpochRecord], tolerance: float) -> int:
-    """The first epoch whose validation accuracy is within `tolerance` of the best one."""
-    if not history:
+    """The first evaluated epoch whose validation accuracy is within `tolerance` of the best one."""
+    evaluated = [record for record in history if record.val_accuracy is not None]
+    if not evaluated:
         return 0
-    best = max(record.val_accuracy for record in history)
-    return next(record.epoch for record in history if record.val_accuracy >= best - tolerance)
+    best = max(record.val_accuracy for record in evaluated)
+    return next(record.epoch for record in evaluated if record.val_accuracy >= best - tolerance)
 
 
 def _snapshot(module: nn.Module) -> dict[str, Tensor]:

@@ -85,6 +85,8 @@ class Training(Strict):
     eval_batch_size: Annotated[int, Field(ge=1)] = 256
     val_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="auto: bf16 autocast on CUDA, fp32 elsewhere")
+    compile: bool = Field(False, description="torch.compile the model before training")
+    eval_every: Annotated[int, Field(ge=1, description="validate every N epochs (and after the last)")] = 1
     seeds: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)] = [0]
     convergence: Convergence = Convergence()
 
@@ -99,6 +101,8 @@ class TrainingOverride(Strict):
     batch_size: Annotated[int, Field(ge=1)] | None = None
     accumulation_steps: Annotated[int, Field(ge=1)] | None = None
     precision: Literal["auto", "fp32", "bf16", "fp16"] | None = None
+    compile: bool | None = None
+    eval_every: Annotated[int, Field(ge=1)] | None = None
     convergence: Convergence | None = None
 
 

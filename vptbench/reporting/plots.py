@@ -42,7 +42,8 @@ def _loss_figure(trained: dict[str, dict]) -> Figure:
         epochs = [h["epoch"] for h in record["history"]]
         color = f"C{index % 10}"
         axes.plot(epochs, [h["train_loss"] for h in record["history"]], color=color, label=f"{experiment} train")
-        axes.plot(epochs, [h["val_loss"] for h in record["history"]], color=color, linestyle="--", label=f"{experiment} val")
+        evaluated = [h for h in record["history"] if h["val_loss"] is not None]
+        axes.plot([h["epoch"] for h in evaluated], [h["val_loss"] for h in evaluated], color=color, linestyle="--", label=f"{experiment} val")
     axes.set(xlabel="epoch", ylabel="cross-entropy loss", title="Training (solid) and validation (dashed) loss")
     axes.legend(fontsize="small", ncols=2)
     return figure
@@ -52,7 +53,8 @@ def _val_accuracy_figure(trained: dict[str, dict]) -> Figure:
     figure = Figure(figsize=(7, 4), layout="constrained")
     axes = figure.add_subplot()
     for experiment, record in trained.items():
-        axes.plot([h["epoch"] for h in record["history"]], [h["val_accuracy"] for h in record["history"]], label=experiment)
+        evaluated = [h for h in record["history"] if h["val_accuracy"] is not None]
+        axes.plot([h["epoch"] for h in evaluated], [h["val_accuracy"] for h in evaluated], label=experiment)
     axes.set(xlabel="epoch", ylabel="validation accuracy", title="Validation accuracy per epoch")
     axes.legend(fontsize="small")
     return figure

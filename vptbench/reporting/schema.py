@@ -29,8 +29,8 @@ class EpochRow(BaseModel):
     epoch: int
     train_loss: float
     train_accuracy: float
-    val_loss: float
-    val_accuracy: float
+    val_loss: float | None
+    val_accuracy: float | None
     train_seconds: float
 
 

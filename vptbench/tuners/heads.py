@@ -63,6 +63,10 @@ class FrozenFeatureTuner(nn.Module):
         self.clip = clip
         self.head = head
 
+    def feature_key(self) -> str:
+        """Every tuner built on this class encodes alike, so their cached features are shared."""
+        return "clip-projected-image-features"
+
     def encode(self, pixel_values: Tensor) -> Tensor:
         return image_features(self.clip, pixel_values)
 

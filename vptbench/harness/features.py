@@ -1,0 +1,90 @@
+"""Frozen-encoder features computed once per suite and shared by experiments and seeds.
+
+A feature tuner that names its encoder with `feature_key()` (zero-shot and the linear probe share
+CLIP's projected image features) gets the features of the whole dataset once; each run then picks
+its seeded splits out of them. With a cache folder, they also persist across runs, keyed by a hash
+of everything they depend on: weights, decoded pixels, normalisation, precision and versions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from vptbench.data import ImageData, ImageSplit
+
+
+def encode_dataset(encode: Callable[[Tensor], Tensor], data: ImageData, transform: Callable[[Tensor], Tensor], batch_size: int) -> ImageData:
+    """`encode` applied to every image of every split, in evaluation batches."""
+
+    def split_features(split: ImageSplit | None) -> ImageSplit | None:
+        if split is None:
+            return None
+        chunks = [encode(transform(split.pixels[i : i + batch_size])).float() for i in range(0, len(split), batch_size)]
+        return ImageSplit(torch.cat(chunks), split.labels)
+
+    return ImageData(split_features(data.train), split_features(data.test), split_features(data.validation), data.mean, data.std)
+
+
+class FeatureStore:
+    """Features by (encoder key, precision) in memory, and on disk when a folder is given."""
+
+    def __init__(self, directory: Path | None = None) -> None:
+        self.directory = directory
+        self.memory: dict[tuple[str, str], ImageData] = {}
+
+    def get(self, key: str | None, precision: str, model: nn.Module, data: ImageData, compute: Callable[[], ImageData]) -> tuple[ImageData, str]:
+        """The features and where they came from: computed, memory or disk."""
+        if key is None:
+            return compute(), "computed"
+        if (key, precision) in self.memory:
+            return self.memory[(key, precision)], "memory"
+        path = self.directory / f"{fingerprint(key, precision, model, data)}.pt" if self.directory else None
+        if path is not None and path.is_file():
+            features, origin = _load(path, data), "disk"
+        else:
+            features, origin = compute(), "computed"
+            if path is not None:
+                _save(path, features)
+        self.memory[(key, precision)] = features
+        return features, origin
+
+
+def fingerprint(key: str, precision: str, model: nn.Module, data: ImageData) -> str:
+    """A hash of everything the features depend on."""
+    import transformers
+
+    digest = hashlib.sha256(f"{key}|{precision}|{torch.__version__}|{transformers.__version__}|{data.mean}|{data.std}".encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    for split in (data.train, data.test, data.validation):
+        if split is not None:
+            digest.update(split.pixels.cpu().numpy().tobytes())
+            digest.update(split.labels.cpu().numpy().tobytes())
+    return digest.hexdigest()[:32]
+
+
+def _save(path: Path, features: ImageData) -> None:
+    import io
+
+    from vptbench.results import write_atomic
+
+    buffer = io.BytesIO()
+    torch.save({name: getattr(features, name).pixels.cpu() if getattr(features, name) else None for name in ("train", "test", "validation")}, buffer)
+    write_atomic(path, buffer.getvalue())
+
+
+def _load(path: Path, data: ImageData) -> ImageData:
+    saved = torch.load(path, map_location="cpu")
+    device = data.train.labels.device
+
+    def split(name: str) -> ImageSplit | None:
+        original = getattr(data, name)
+        return ImageSplit(saved[name].to(device), original.labels) if original is not None else None
+
+    return ImageData(split("train"), split("test"), split("validation"), data.mean, data.std)
