@@ -40,3 +40,16 @@ def unknown_name(kind: str, name: str, available: Iterable[str]) -> str:
     close = difflib.get_close_matches(name, choices, n=1)
     hint = f" Did you mean '{close[0]}'?" if close else ""
     return f"Unknown {kind} '{name}'.{hint} Available: {', '.join(choices) or 'none'}."
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's first line, or its type when it has no message."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def load_failure(where: str, what: str, offline: bool, remedy: str, exc: BaseException) -> str:
+    """Why `what` did not load: the Hub being offline (with the local alternative), or the error."""
+    if offline:
+        return f"{where}: '{what}' must come from the HuggingFace Hub, which is offline here (HF_HUB_OFFLINE=1); {remedy}"
+    return f"{where}: cannot load '{what}': {first_line(exc)}"

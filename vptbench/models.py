@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from vptbench.errors import ModelError, unknown_name
+from vptbench.errors import ModelError, load_failure, unknown_name
 from vptbench.registry import ModelSpec
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -89,14 +89,8 @@ BUILTIN_MODELS: dict[str, Callable[[str, ModelSpec], LoadedModel]] = {
 
 
 def _explain_load_failure(name: str, location: str, spec: ModelSpec, exc: OSError) -> str:
-    if spec.source == "hub" and hub_offline():
-        return (
-            f"models.{name}: '{location}' must come from the HuggingFace Hub, which is offline here "
-            "(HF_HUB_OFFLINE=1); download it elsewhere with save_pretrained and declare it with "
-            "source = \"local\" and path = \"...\""
-        )
-    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return f"models.{name}: cannot load '{location}': {first_line}"
+    remedy = 'download it elsewhere with save_pretrained and declare it with source = "local" and path = "..."'
+    return load_failure(f"models.{name}", location, spec.source == "hub" and hub_offline(), remedy, exc)
 
 
 def hub_offline() -> bool:

@@ -8,7 +8,7 @@ from pathlib import Path
 from PIL import Image
 
 from vptbench.data.store import ImageData, ImageSplit, preprocess
-from vptbench.errors import DataError, unknown_name
+from vptbench.errors import DataError, load_failure, unknown_name
 from vptbench.models import LoadedModel, hub_offline
 from vptbench.registry import DatasetSpec
 
@@ -131,11 +131,8 @@ def _check_labels(name: str, spec: DatasetSpec, split: str, labels: list[int]) -
 
 
 def _explain(name: str, spec: DatasetSpec, exc: Exception) -> str:
-    if spec.source == "hub" and hub_offline():
-        return (
-            f"datasets.{name}: '{spec.id}' must come from the HuggingFace Hub, which is offline here "
-            "(HF_HUB_OFFLINE=1); save it elsewhere as an image folder (train/ and test/ with one "
-            "subfolder per class) and declare it with source = \"imagefolder\" and path = \"...\""
-        )
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return f"datasets.{name}: cannot load '{spec.id or spec.path}': {first}"
+    remedy = (
+        "save it elsewhere as an image folder (train/ and test/ with one subfolder per class) and "
+        'declare it with source = "imagefolder" and path = "..."'
+    )
+    return load_failure(f"datasets.{name}", spec.id or spec.path, spec.source == "hub" and hub_offline(), remedy, exc)

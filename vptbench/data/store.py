@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from vptbench.errors import DataError
+from vptbench.errors import DataError, first_line
 
 CHUNK = 256
 
@@ -75,8 +75,7 @@ def preprocess(images: Sequence, labels: list[int], processor, what: str, progre
         progress.remove_task(task)
     if unreadable:
         names = ", ".join(name for name, _ in unreadable[:5]) + (", …" if len(unreadable) > 5 else "")
-        first = str(unreadable[0][1]).splitlines()[0] if str(unreadable[0][1]) else type(unreadable[0][1]).__name__
-        raise DataError(f"{what}: {len(unreadable)} of {len(images)} images cannot be decoded ({names}): {first}")
+        raise DataError(f"{what}: {len(unreadable)} of {len(images)} images cannot be decoded ({names}): {first_line(unreadable[0][1])}")
     return torch.cat(chunks), torch.tensor(labels, dtype=torch.long)
 
 

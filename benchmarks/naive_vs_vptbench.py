@@ -1,0 +1,118 @@
+"""Side by side, in one process: the reference study's straightforward loop against vptbench.
+
+The straightforward loop is how the reference study (and most notebooks) train: every step decodes
+and preprocesses PIL images through the CLIP processor, every epoch runs the frozen backbone again
+(even for the linear probe), fp32 throughout. Both sides use the same model, tuners, splits, seeds,
+batch order and epochs, so accuracy should agree within a point; only the wall time may differ.
+
+    python benchmarks/naive_vs_vptbench.py                  # the demo suite, all six experiments
+    python benchmarks/naive_vs_vptbench.py E2 --epochs 200  # the linear probe alone
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+
+import torch
+from torch import nn
+
+from vptbench.data import ImageData, ImageSplit, make_splits
+from vptbench.harness.runner import QuietObserver, count_parameters, run_one
+from vptbench.harness.seeding import seed_everything
+from vptbench.harness.suite import plan_experiments, prepare, suite_plan
+from vptbench.registry import load_registry
+from vptbench.registry.load import PACKAGED_CONFIG
+
+
+def naive_run(images, labels, test_images, test_labels, experiment, bench, processor, seed: int) -> tuple[float, float]:
+    """(test accuracy, seconds) of the reference study's loop on PIL images."""
+    start = time.perf_counter()
+    generator = seed_everything(seed)
+    tuner = experiment.tuner(experiment.config, copy.deepcopy(bench.model.clip).requires_grad_(False), bench.task)
+    # the same seeded stratified split vptbench uses, drawn over image indices
+    index = ImageData(ImageSplit(torch.arange(len(labels)), torch.tensor(labels)), ImageSplit(torch.arange(0), torch.arange(0)), None, [], [])
+    splits = make_splits(index, experiment.training.val_fraction, seed)
+    train_idx, val_idx = splits.train.pixels.tolist(), splits.val.pixels.tolist()
+
+    def batch_pixels(chosen: list[int], pool) -> torch.Tensor:
+        return processor([pool[i] for i in chosen], return_tensors="pt")["pixel_values"]
+
+    def accuracy(chosen: list[int], pool, pool_labels) -> float:
+        tuner.eval()
+        correct = 0
+        with torch.no_grad():
+            for i in range(0, len(chosen), experiment.training.eval_batch_size):
+                part = chosen[i : i + experiment.training.eval_batch_size]
+                predicted = tuner(batch_pixels(part, pool)).argmax(dim=-1)
+                correct += (predicted == torch.tensor([pool_labels[j] for j in part])).sum().item()
+        return correct / len(chosen)
+
+    params = [p for p in tuner.parameters() if p.requires_grad]
+    best, best_state = -1.0, None
+    if params:
+        optimizer = torch.optim.Adam(params, lr=experiment.training.lr, weight_decay=experiment.training.weight_decay)
+        for _ in range(experiment.training.epochs):
+            tuner.train()
+            order = torch.randperm(len(train_idx), generator=generator).tolist()
+            for i in range(0, len(order), experiment.training.batch_size):
+                chosen = [train_idx[j] for j in order[i : i + experiment.training.batch_size]]
+                loss = nn.functional.cross_entropy(tuner(batch_pixels(chosen, images)), torch.tensor([labels[j] for j in chosen]))
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+            val = accuracy(val_idx, images, labels)
+            if val > best:
+                best, best_state = val, {n: p.detach().clone() for n, p in tuner.named_parameters() if p.requires_grad}
+        with torch.no_grad():
+            for name, p in tuner.named_parameters():
+                if name in best_state:
+                    p.copy_(best_state[name])
+    test = accuracy(list(range(len(test_labels))), test_images, test_labels)
+    return test, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("ids", nargs="*", help="experiment ids of the demo suite (default: all)")
+    parser.add_argument("--epochs", type=int, help="override every experiment's epochs")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    from transformers import CLIPImageProcessorPil
+    from transformers.utils import logging
+
+    from vptbench.data.sources import BUILTIN_DATASETS
+    from vptbench.models import DEMO_CLIP
+
+    logging.disable_progress_bar()
+    registry, path = load_registry(PACKAGED_CONFIG)
+    suite = registry.suites["demo"]
+    experiments = plan_experiments("demo", suite, path, args.ids or list(suite.experiments), args.epochs)
+    plan = suite_plan(registry, path, "demo", experiments, [args.seed])
+    bench = prepare(plan, "cpu")
+    raw = BUILTIN_DATASETS["sklearn-digits"]()
+    (images, labels), (test_images, test_labels) = raw["train"], raw["test"]
+    processor = CLIPImageProcessorPil.from_pretrained(DEMO_CLIP)
+
+    print("| Experiment | Tuner | Epochs | Trainable | Naive acc | vptbench acc | Naive s | vptbench s | Speed-up |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    totals = [0.0, 0.0]
+    for experiment in experiments:
+        naive_acc, naive_s = naive_run(images, labels, test_images, test_labels, experiment, bench, processor, args.seed)
+        start = time.perf_counter()
+        record = run_one(bench, experiment, args.seed, QuietObserver())
+        ours_s = time.perf_counter() - start
+        totals[0] += naive_s
+        totals[1] += ours_s
+        trainable = count_parameters(experiment.tuner(experiment.config, copy.deepcopy(bench.model.clip).requires_grad_(False), bench.task))[0]
+        print(
+            f"| {experiment.id} | {experiment.spec.tuner} | {experiment.training.epochs} | {trainable:,} | {naive_acc:.3f} | "
+            f"{record['test_accuracy']:.3f} | {naive_s:.1f} | {ours_s:.2f} | {naive_s / ours_s:.1f}× |"
+        )
+    print(f"| all | | | | | | {totals[0]:.1f} | {totals[1]:.2f} | {totals[0] / totals[1]:.1f}× |")
+
+
+if __name__ == "__main__":
+    main()
