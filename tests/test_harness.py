@@ -130,6 +130,7 @@ def test_run_record_measures_what_it_claims():
     assert record["images_per_second"] > 0 and record["peak_memory_mb"] > 0
     zero_shot = run_one(_bench(), _plan("zero-shot"), 0, QuietObserver())
     assert zero_shot["epochs_run"] == 0 and zero_shot["trainable_params"] == 0 and zero_shot["history"] == []
+    assert zero_shot["epochs_to_converge"] is None and zero_shot["images_per_second"] is None
 
 
 def test_frozen_features_are_computed_once_and_shared(cli, tiny_config, tmp_path):

@@ -81,3 +81,24 @@ def test_list_and_run_with_a_broken_plugin(fake_distribution, cli, tiny_config, 
     statuses = {r["experiment"]: (r["status"], r["error"]) for r in json.loads(out)["runs"]}
     assert statuses["E1"][0] == statuses["E2"][0] == "ok"
     assert statuses["E9"][0] == "failed" and "module_that_does_not_exist" in statuses["E9"][1]
+
+
+def test_shipped_plugins_run_from_a_toml_experiment_like_builtins(cli, tmp_path, tiny_model_dir, image_folder):
+    pytest.importorskip("vptbench_lora")
+    pytest.importorskip("vptbench_bitfit")
+    from conftest import tiny_suite_toml
+
+    experiments = (
+        '[suites.s.experiments.L1]\ntuner = "lora"\nparams = { rank = 2 }\n'
+        '[suites.s.experiments.B1]\ntuner = "bitfit"\n'
+    )
+    config = tmp_path / "bench.toml"
+    config.write_text(tiny_suite_toml(tiny_model_dir, image_folder, experiments))
+    code, out, err = cli("list", "--config", config, "--json")
+    listed = {t["name"]: t for t in json.loads(out)["tuners"]}
+    assert listed["lora"]["distribution"] == "vptbench-lora" and listed["bitfit"]["distribution"] == "vptbench-bitfit"
+    code, out, err = cli("run", "--all", "--config", config, "--output", tmp_path / "out", "--quiet", "--json")
+    assert code == 0, err
+    runs = {r["experiment"]: r for r in json.loads(out)["runs"]}
+    assert runs["L1"]["trainable_params"] == 2 * 2 * 2 * (64 + 64) + 32 * 3 + 3  # rank 2 on q and v, 2 layers, head
+    assert runs["B1"]["status"] == "ok"

@@ -124,3 +124,19 @@ def test_experiment_overrides_inherit_the_rest(tmp_path):
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="config file not found"):
         load_registry(tmp_path / "absent.toml")
+
+
+def test_model_and_dataset_can_be_swapped_for_a_run():
+    registry, _ = load_registry(PACKAGED_CONFIG)
+    _, suite = select_suite(registry, "paper", "vit-b16-random", "brain-mri-synthetic")
+    assert (suite.model, suite.dataset) == ("vit-b16-random", "brain-mri-synthetic")
+    with pytest.raises(UsageError, match="--dataset: Unknown dataset 'brain-mr'. Did you mean"):
+        select_suite(registry, "paper", None, "brain-mr")
+
+
+def test_synthetic_brain_mri_has_the_study_split_sizes():
+    from vptbench.data.sources import BUILTIN_DATASETS
+
+    raw = BUILTIN_DATASETS["synthetic-brain-mri"]()
+    assert [len(raw[s][1]) for s in ("train", "test")] == [480, 320]
+    assert sorted(set(raw["train"][1])) == [0, 1, 2, 3] and raw["train"][0][0].size == (256, 256)

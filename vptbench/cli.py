@@ -26,6 +26,12 @@ ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="Regis
 SuiteOption = Annotated[str | None, typer.Option("--suite", "-s", help="Suite to use (default: the registry's default_suite).")]
 
 
+def table_console(stderr: bool = False) -> Console:
+    """Wide tables stay readable in logs: off a terminal, Rich would squeeze them into 80 columns."""
+    probe = Console(stderr=stderr)
+    return probe if probe.is_terminal else Console(stderr=stderr, width=160)
+
+
 def reports_errors(command):
     """Turn every expected error into one red line and its exit code; tracebacks only with --debug."""
 
@@ -78,7 +84,7 @@ def list_command(
         return
     from vptbench.reporting.console import make_table
 
-    out = Console()
+    out = table_console()
     table = make_table("Tuners (entry-point group vptbench.tuners)", ("Name", "Distribution", "Version", "Status"))
     for t in tuners:
         table.add_row(t["name"], t["distribution"], t["version"], "ok" if t["status"] == "ok" else f"[red]broken[/]: {t['error']}")
@@ -104,6 +110,7 @@ def run(
     feature_cache: Annotated[Path | None, typer.Option(help="Folder that keeps frozen-encoder features across runs (keyed by a hash of weights, data and precision).")] = None,
     retry_oom: Annotated[bool, typer.Option("--retry-oom", help="On CUDA out-of-memory, retry with gradient accumulation at the same effective batch.")] = False,
     model: Annotated[str | None, typer.Option("--model", "-m", help="Use this declared model instead of the suite's (e.g. vit-b16-random).")] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Use this declared dataset instead of the suite's (e.g. brain-mri-synthetic).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Build each experiment's model and count parameters; no data, no training.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars (CI logs).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
@@ -115,12 +122,12 @@ def run(
 
     finished: list[dict] = []
     if resume:
-        if ids or all_ or suite or config or seeds or epochs or model:
+        if ids or all_ or suite or config or seeds or epochs or model or dataset:
             raise UsageError("--resume takes the run directory's own configuration; drop the other selection options")
         meta, finished = load_run_dir(resume)
         plan = plan_from_run_dir(meta)
     else:
-        plan = _plan_from_registry(ids, all_, suite, config, seeds, epochs, model)
+        plan = _plan_from_registry(ids, all_, suite, config, seeds, epochs, model, dataset)
     _quiet_libraries()
     if dry_run:
         return _dry_run(plan, as_json)
@@ -131,7 +138,7 @@ def run(
     _finish(result, plan.suite, as_json)
 
 
-def _plan_from_registry(ids, all_, suite, config, seeds, epochs, model):
+def _plan_from_registry(ids, all_, suite, config, seeds, epochs, model, dataset):
     from vptbench.harness.suite import plan_experiments, select_suite, suite_plan
     from vptbench.registry import load_registry
 
@@ -140,7 +147,7 @@ def _plan_from_registry(ids, all_, suite, config, seeds, epochs, model):
     if ids and all_:
         raise UsageError("pass either experiment ids or --all, not both")
     registry, config_path = load_registry(config)
-    suite_name, chosen = select_suite(registry, suite, model)
+    suite_name, chosen = select_suite(registry, suite, model, dataset)
     seed_list = parse_seeds(seeds) if seeds else list(chosen.training.seeds)
     experiments = plan_experiments(suite_name, chosen, config_path, ids or list(chosen.experiments), epochs)
     return suite_plan(registry, config_path, suite_name, experiments, seed_list)
@@ -179,7 +186,7 @@ def _dry_run(plan, as_json: bool) -> None:
         reference = f"{row['ref_trainable_params']:,}" if row["ref_trainable_params"] is not None else "–"
         share = 100 * row["trainable_params"] / row["total_params"]
         table.add_row(row["experiment"], row["tuner"], f"{row['trainable_params']:,}", f"{row['total_params']:,}", f"{share:.4f} %", reference)
-    Console().print(table)
+    table_console().print(table)
     if any(row["status"] != "ok" for row in rows):
         raise typer.Exit(1)
 
@@ -187,7 +194,7 @@ def _dry_run(plan, as_json: bool) -> None:
 def _finish(result, suite_name: str, as_json: bool) -> None:
     from vptbench.reporting.console import summary_table
 
-    Console(stderr=as_json).print(summary_table(result.records, f"Suite '{suite_name}' — {result.run_dir}"))
+    table_console(stderr=as_json).print(summary_table(result.records, f"Suite '{suite_name}' — {result.run_dir}"))
     if as_json:
         keep = ("experiment", "tuner", "seed", "status", "error", "trainable_params", "val_accuracy", "test_accuracy", "test_macro_f1", "epochs_to_converge", "train_seconds")
         typer.echo(json.dumps({"run_dir": str(result.run_dir), "runs": [{k: r.get(k) for k in keep} for r in result.records]}, indent=2))
@@ -232,7 +239,7 @@ def report(
         for record in records:
             save_run_record(target, record)
     write_reports(target, meta, records)
-    Console().print(summary_table(records, f"Suite '{meta['suite']}' — {target}"))
+    table_console().print(summary_table(records, f"Suite '{meta['suite']}' — {target}"))
     console.print("wrote " + ", ".join(str(target / name) for name in files[fmt]))
 
 
@@ -284,7 +291,7 @@ def bench(
     for r in rows:
         mfu = f"{100 * r['mfu']:.1f} %" if r["mfu"] is not None else "–"
         table.add_row(r["experiment"], r["tuner"], r["mode"], f"{r['trainable_params']:,}", f"{r['step_ms']:.1f} ms", f"{r['images_per_second']:,.1f}", f"{r['gflops_per_image']:.1f}", f"{r['achieved_tflops']:.2f}", mfu, f"{r['peak_memory_mb']:,.0f} MiB")
-    Console().print(table)
+    table_console().print(table)
 
 
 def parse_seeds(text: str) -> list[int]:

@@ -35,17 +35,19 @@ class SuiteResult:
         return sum(r["status"] in FAILED_STATUSES for r in self.records)
 
 
-def select_suite(registry: Registry, name: str | None, model: str | None = None) -> tuple[str, Suite]:
-    """The named (or default) suite; `model` swaps in another declared model for this run."""
+def select_suite(registry: Registry, name: str | None, model: str | None = None, dataset: str | None = None) -> tuple[str, Suite]:
+    """The named (or default) suite; `model` and `dataset` swap in other declared ones for this run."""
     name = name or registry.default_suite
     if name not in registry.suites:
         raise UsageError(unknown_name("suite", name, registry.suites))
     suite = registry.suites[name]
-    if model is not None:
-        if model not in registry.models:
-            raise UsageError("--model: " + unknown_name("model", model, registry.models))
-        suite = suite.model_copy(update={"model": model})
-        registry.suites[name] = suite
+    for option, value, declared in (("model", model, registry.models), ("dataset", dataset, registry.datasets)):
+        if value is None:
+            continue
+        if value not in declared:
+            raise UsageError(f"--{option}: " + unknown_name(option, value, declared))
+        suite = suite.model_copy(update={option: value})
+    registry.suites[name] = suite
     return name, suite
 
 
