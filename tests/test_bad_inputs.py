@@ -12,7 +12,7 @@ import torch
 from conftest import COLORS, tiny_suite_toml
 from PIL import Image
 
-from vptbench.harness import suite as suite_module
+from vptbench.harness import guarded as suite_module
 
 
 def _hub_like_dataset(root, image_column="img", label_column="target", names=COLORS):

@@ -9,7 +9,7 @@ import socket
 import pandas as pd
 import pytest
 
-from vptbench.harness import suite as suite_module
+from vptbench.harness import guarded as suite_module
 from vptbench.results import write_atomic
 
 METRICS = ["experiment", "seed", "status", "test_accuracy", "val_accuracy", "train_accuracy", "best_epoch", "trainable_params"]
@@ -64,7 +64,7 @@ def test_a_tuner_that_raises_fails_alone(cli, tiny_config, tmp_path, monkeypatch
     code, out, _ = cli("run", "--all", "--config", tiny_config, "--output", tmp_path, "--quiet", "--json")
     assert code == 1
     runs = {r["experiment"]: r for r in json.loads(out)["runs"]}
-    assert runs["E1"]["status"] == "failed" and runs["E1"]["error"] == "RuntimeError: boom"
+    assert runs["E1"]["status"] == "failed" and runs["E1"]["error"] == "RuntimeError: boom (traceback in errors.log)"
     assert runs["E2"]["status"] == "ok"
     assert "RuntimeError: boom" in (_only_dir(tmp_path) / "errors.log").read_text()
 

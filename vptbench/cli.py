@@ -108,6 +108,8 @@ def run(
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder that receives the run directory.")] = Path("results"),
     resume: Annotated[Path | None, typer.Option(help="Finish an interrupted run directory: keep its finished runs, rerun the rest.")] = None,
     feature_cache: Annotated[Path | None, typer.Option(help="Folder that keeps frozen-encoder features across runs (keyed by a hash of weights, data and precision).")] = None,
+    executor: Annotated[str, typer.Option(help="local (this process) or ray (one task per experiment and seed).")] = "local",
+    address: Annotated[str | None, typer.Option(help="Ray cluster address (e.g. auto, ray://host:10001); default: start a local Ray instance.")] = None,
     retry_oom: Annotated[bool, typer.Option("--retry-oom", help="On CUDA out-of-memory, retry with gradient accumulation at the same effective batch.")] = False,
     model: Annotated[str | None, typer.Option("--model", "-m", help="Use this declared model instead of the suite's (e.g. vit-b16-random).")] = None,
     dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Use this declared dataset instead of the suite's (e.g. brain-mri-synthetic).")] = None,
@@ -132,9 +134,12 @@ def run(
     if dry_run:
         return _dry_run(plan, as_json)
     resolve_device(device)  # a bad device fails before anything loads
+    if executor not in ("local", "ray"):
+        raise UsageError(f"--executor: '{executor}' is not one of local, ray")
     if not quiet:
         console.print(f"Suite [bold]{plan.suite}[/]: {len(plan.experiments)} experiments × {len(plan.seeds)} seeds ({plan.config_path})")
-    result = _execute(plan, device, resume or output, bool(resume), quiet, finished, retry_oom, feature_cache)
+    runner = _make_executor(executor, address, device)
+    result = _execute(plan, device, resume or output, bool(resume), quiet, finished, retry_oom, feature_cache, runner)
     _finish(result, plan.suite, as_json)
 
 
@@ -153,7 +158,13 @@ def _plan_from_registry(ids, all_, suite, config, seeds, epochs, model, dataset)
     return suite_plan(registry, config_path, suite_name, experiments, seed_list)
 
 
-def _execute(plan, device: str, target: Path, resuming: bool, quiet: bool, finished: list[dict], retry_oom: bool, feature_cache: Path | None):
+def _make_executor(name: str, address: str | None, device: str):
+    from vptbench.harness.executors import LocalExecutor, RayExecutor
+
+    return RayExecutor(address, device) if name == "ray" else LocalExecutor()
+
+
+def _execute(plan, device: str, target: Path, resuming: bool, quiet: bool, finished: list[dict], retry_oom: bool, feature_cache: Path | None, runner):
     """Load once, then run; progress bars unless quiet."""
     from vptbench.harness.runner import QuietObserver
     from vptbench.harness.suite import prepare, run_suite
@@ -165,7 +176,7 @@ def _execute(plan, device: str, target: Path, resuming: bool, quiet: bool, finis
     with observer:
         bench = prepare(plan, device, observer.progress, feature_cache)
         run_dir = target if resuming else new_run_dir(target, plan.suite)
-        return run_suite(plan, bench, run_dir, observer, finished, retry_oom)
+        return run_suite(plan, bench, run_dir, observer, finished, retry_oom, runner)
 
 
 def _dry_run(plan, as_json: bool) -> None:

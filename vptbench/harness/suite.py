@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import traceback
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from vptbench import plugins
 from vptbench.data import load_images, make_splits
-from vptbench.errors import ConfigError, PluginError, UsageError, VptbenchError, unknown_name
+from vptbench.errors import ConfigError, PluginError, UsageError, unknown_name
 from vptbench.harness.device import describe, resolve_device
+from vptbench.harness.executors import Executor, LocalExecutor
 from vptbench.harness.features import FeatureStore
-from vptbench.harness.runner import Observer, PlannedExperiment, Workbench, run_one
+from vptbench.harness.guarded import failed_record, params_of
+from vptbench.harness.runner import Observer, PlannedExperiment, Workbench
 from vptbench.models import load_model
 from vptbench.protocol import Task
 from vptbench.registry import DatasetSpec, Experiment, ModelSpec, Registry, Suite, Training
@@ -105,7 +106,7 @@ class SuitePlan:
                 p.id: {
                     "tuner": p.spec.tuner,
                     "description": p.spec.description,
-                    "params": _params(p),
+                    "params": params_of(p),
                     "training": p.training.model_dump(mode="json"),
                     "reference": p.spec.reference.model_dump() if p.spec.reference else None,
                 }
@@ -157,11 +158,12 @@ def prepare(plan: SuitePlan, device_name: str, progress=None, feature_cache: Pat
 
 
 def run_suite(
-    plan: SuitePlan, bench: Workbench, run_dir: Path, observer: Observer, finished: list[dict] | None = None, retry_oom: bool = False
-) -> SuiteResult:
+    plan: SuitePlan, bench: Workbench, run_dir: Path, observer: Observer, finished: list[dict] | None = None,
+    retry_oom: bool = False, executor: Executor | None = None,
+) -> SuiteResult:  # fmt: skip
     """Run every (experiment, seed) not already in `finished`, saving each record as it completes."""
     done = {run_key(r["experiment"], r["seed"]): r for r in finished or [] if r["status"] in FINISHED_STATUSES}
-    result = SuiteResult(run_dir, [])
+    result = SuiteResult(run_dir)
     meta = {
         "schema_version": SCHEMA_VERSION,
         "suite": plan.suite,
@@ -175,27 +177,23 @@ def run_suite(
         "resumed_runs": sorted(done),
         "status": "running",
     }
+    pending = [(e, seed) for e in plan.experiments for seed in plan.seeds if run_key(e.id, seed) not in done]
+    order = {key: i for i, key in enumerate(plan.keys())}
+    result.records = list(done.values())
+    executor = executor or LocalExecutor()
     with RunLock(run_dir):
         write_json(run_dir / RUN_FILE, meta)
         status = "interrupted"
         try:
-            for experiment in plan.experiments:
-                for seed in plan.seeds:
-                    key = run_key(experiment.id, seed)
-                    if key in done:
-                        result.records.append(done[key])
-                        continue
-                    try:
-                        record = _run_guarded(bench, experiment, seed, observer, run_dir, retry_oom)
-                    except KeyboardInterrupt:
-                        record = {**_failed(experiment, seed, "interrupted by the user (Ctrl-C)"), "status": "interrupted"}
-                        raise
-                    finally:  # the interrupted run is recorded too, then the interrupt goes on
-                        result.records.append(record)
-                        save_run_record(run_dir, record)
-                    write_reports(run_dir, meta, result.records)
-                    observer.run_done(record)
+            for record in executor.run(bench, pending, observer, retry_oom):
+                _keep(run_dir, result, record, order)
+                write_reports(run_dir, meta, result.records)
+                observer.run_done(record)
             status = "finished"
+        except KeyboardInterrupt:
+            for experiment, seed in executor.in_flight():  # recorded too, then the interrupt goes on
+                _keep(run_dir, result, {**failed_record(experiment, seed, "interrupted by the user (Ctrl-C)"), "status": "interrupted"}, order)
+            raise
         finally:
             meta.update(status=status, finished=now())
             write_json(run_dir / RUN_FILE, meta)
@@ -203,50 +201,15 @@ def run_suite(
     return result
 
 
-def _params(plan: PlannedExperiment) -> dict:
-    return plan.config.model_dump(mode="json") if plan.config is not None else dict(plan.spec.params)
-
-
-def _run_guarded(bench: Workbench, plan: PlannedExperiment, seed: int, observer: Observer, run_dir: Path, retry_oom: bool = False) -> dict:
-    """One run; any exception becomes a row with its one-line message, the traceback in errors.log."""
-    if plan.tuner is None:
-        return _failed(plan, seed, plan.error)
-    try:
-        record = run_one(bench, plan, seed, observer)
-    except torch.cuda.OutOfMemoryError:
-        torch.cuda.empty_cache()
-        training = plan.training
-        if retry_oom and training.accumulation_steps * 2 <= training.batch_size:
-            smaller = training.model_copy(update={"accumulation_steps": training.accumulation_steps * 2})
-            return _run_guarded(bench, replace(plan, training=smaller), seed, observer, run_dir, retry_oom)
-        micro = -(-training.batch_size // training.accumulation_steps)
-        message = (
-            f"CUDA out of memory at batch size {training.batch_size} (micro-batches of {micro}); lower batch_size, "
-            "or pass --retry-oom to accumulate gradients over smaller micro-batches at the same effective batch"
-        )
-        return {**_failed(plan, seed, message), "status": "oom"}
-    except VptbenchError as exc:
-        return _failed(plan, seed, str(exc))
-    except Exception as exc:  # noqa: BLE001 - a tuner's bug must not end the suite
+def _keep(run_dir: Path, result: SuiteResult, record: dict, order: dict[str, int]) -> None:
+    """Save a finished record (its traceback to errors.log) and keep the records in plan order."""
+    trace = record.pop("traceback", None)
+    if trace:
         with open(run_dir / "errors.log", "a", encoding="utf-8") as log:
-            log.write(f"== {run_key(plan.id, seed)}\n{traceback.format_exc()}\n")
-        return _failed(plan, seed, f"{type(exc).__name__}: {exc} (traceback in errors.log)")
-    record["params"] = _params(plan)
-    record["reference"] = plan.spec.reference.model_dump() if plan.spec.reference else None
-    return record
-
-
-def _failed(plan: PlannedExperiment, seed: int, error: str) -> dict:
-    first_line = error.strip().splitlines()[0] if error.strip() else "unknown error"
-    return {
-        "experiment": plan.id,
-        "tuner": plan.spec.tuner,
-        "seed": seed,
-        "status": "failed",
-        "error": first_line,
-        "params": _params(plan),
-        "reference": plan.spec.reference.model_dump() if plan.spec.reference else None,
-    }
+            log.write(f"== {run_key(record['experiment'], record['seed'])}\n{trace}\n")
+    save_run_record(run_dir, record)
+    result.records.append(record)
+    result.records.sort(key=lambda r: order.get(run_key(r["experiment"], r["seed"]), len(order)))
 
 
 def dry_run(plan: SuitePlan) -> list[dict]:

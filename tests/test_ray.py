@@ -1,0 +1,41 @@
+"""The Ray executor on a local Ray instance the test starts itself: same run directory, same numbers."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+ray = pytest.importorskip("ray")
+
+COLUMNS = ["experiment", "seed", "status", "test_accuracy", "val_accuracy", "best_epoch", "trainable_params"]
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+def _results(path):
+    (run_dir,) = path.iterdir()
+    return run_dir, pd.read_csv(run_dir / "results.csv")[COLUMNS]
+
+
+def test_ray_executor_matches_the_local_executor(local_ray, cli, tiny_config, tmp_path):
+    config = tiny_config.read_text() + '[suites.s.experiments.E3]\ntuner = "vpt-deep"\nparams = { num_tokens = 2 }\n'
+    tiny_config.write_text(config)
+    args = ("run", "--all", "--config", tiny_config, "--seeds", "0,1", "--quiet", "--device", "cpu")
+    code, _, err = cli(*args, "--output", tmp_path / "local")
+    assert code == 0, err
+    code, _, err = cli(*args, "--output", tmp_path / "ray", "--executor", "ray")
+    assert code == 0, err
+    _, local = _results(tmp_path / "local")
+    run_dir, distributed = _results(tmp_path / "ray")
+    pd.testing.assert_frame_equal(distributed, local)
+    assert (run_dir / "report.md").is_file() and not (run_dir / ".lock").exists()
+
+
+def test_unknown_executor_is_a_usage_error(cli, tiny_config):
+    code, _, err = cli("run", "--all", "--config", tiny_config, "--executor", "dask")
+    assert code == 2 and "--executor: 'dask' is not one of local, ray" in err

@@ -1,0 +1,92 @@
+"""Where a suite's (experiment, seed) pairs run: in this process, or as tasks on a Ray cluster.
+
+An executor only decides where runs happen and yields their records as they finish; saving,
+reports, resume and the run lock stay with the suite, so every executor writes the same run
+directory. Runs are seeded and independent, so the results do not depend on the executor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Protocol
+
+from vptbench.errors import UsageError, first_line
+from vptbench.harness.guarded import failed_record, run_guarded
+from vptbench.harness.runner import Observer, PlannedExperiment, QuietObserver, Workbench
+
+Pending = list[tuple[PlannedExperiment, int]]
+
+
+class Executor(Protocol):
+    def run(self, bench: Workbench, pending: Pending, observer: Observer, retry_oom: bool) -> Iterator[dict]: ...
+
+    def in_flight(self) -> Pending:
+        """The runs started but not finished: what an interrupt leaves behind."""
+        ...
+
+
+class LocalExecutor:
+    """One run after another in this process, with live progress."""
+
+    def __init__(self) -> None:
+        self._current: Pending = []
+
+    def run(self, bench: Workbench, pending: Pending, observer: Observer, retry_oom: bool) -> Iterator[dict]:
+        for experiment, seed in pending:
+            self._current = [(experiment, seed)]
+            record = run_guarded(bench, experiment, seed, observer, retry_oom)
+            self._current = []
+            yield record
+
+    def in_flight(self) -> Pending:
+        return self._current
+
+
+def _remote_run(bench: Workbench, experiment: PlannedExperiment, seed: int, device_name: str, retry_oom: bool) -> dict:
+    """A Ray task: the shared workbench (from the object store) on this worker's device."""
+    from vptbench.harness.device import resolve_device
+
+    device = resolve_device(device_name)
+    local = replace(bench, data=bench.data.to(device), device=device)
+    return run_guarded(local, experiment, seed, QuietObserver(), retry_oom)
+
+
+class RayExecutor:
+    """Each run is a Ray task (one GPU on CUDA, one CPU otherwise); a task whose worker dies is
+    retried `max_retries` times, then recorded as failed; Ctrl-C cancels what is outstanding."""
+
+    def __init__(self, address: str | None, device_name: str, max_retries: int = 2) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise UsageError("--executor ray needs Ray: pip install 'vptbench[ray]'") from None
+        self.ray, self.address, self.device_name, self.max_retries = ray, address, device_name, max_retries
+        self._outstanding: dict = {}
+
+    def run(self, bench: Workbench, pending: Pending, observer: Observer, retry_oom: bool) -> Iterator[dict]:
+        ray = self.ray
+        if not ray.is_initialized():
+            try:
+                ray.init(address=self.address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+            except Exception as exc:  # noqa: BLE001 - connection errors come in many types
+                raise UsageError(f"--address: cannot connect to a Ray cluster at '{self.address}': {first_line(exc)}") from None
+        gpu = self.device_name.startswith("cuda") or (self.device_name == "auto" and bench.device.type == "cuda")
+        task = ray.remote(_remote_run).options(num_gpus=1 if gpu else 0, num_cpus=0 if gpu else 1, max_retries=self.max_retries)
+        shared = ray.put(replace(bench, data=bench.data.to("cpu")))  # one copy in the object store for every task
+        self._outstanding = {task.remote(shared, e, seed, self.device_name, retry_oom): (e, seed) for e, seed in pending}
+        try:
+            while self._outstanding:
+                (ready,), _ = ray.wait(list(self._outstanding), num_returns=1)
+                experiment, seed = self._outstanding.pop(ready)
+                try:
+                    yield ray.get(ready)
+                except ray.exceptions.RayError as exc:  # the worker died more often than retries allow
+                    yield failed_record(experiment, seed, f"Ray task failed after {self.max_retries} retries: {first_line(exc)}")
+        except KeyboardInterrupt:
+            for ref in self._outstanding:
+                ray.cancel(ref, force=True)
+            raise
+
+    def in_flight(self) -> Pending:
+        return list(self._outstanding.values())
