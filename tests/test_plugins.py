@@ -55,6 +55,21 @@ def test_an_object_that_is_not_a_tuner_is_invalid(fake_distribution):
     assert "is a function, not a class" in func.error
 
 
+def test_a_tuner_with_the_wrong_constructor_is_invalid():
+    from torch import nn
+
+    from vptbench.protocol import TunerConfig, protocol_problems
+
+    class TwoArguments(nn.Module):
+        Config = TunerConfig
+
+        def __init__(self, config, clip):
+            super().__init__()
+
+    assert protocol_problems(TwoArguments) == ["cannot be constructed as Tuner(config, clip, task)"]
+    assert protocol_problems(plugins.load_tuner("vpt-deep")) == []
+
+
 def test_two_distributions_claiming_a_name_is_an_error_naming_both(fake_distribution):
     fake_distribution("copycat", {"zero-shot": "json:dumps"})
     with pytest.raises(PluginError, match=r"'zero-shot' is registered twice: by .*(vptbench|copycat).* and by .*(copycat|vptbench)"):

@@ -97,3 +97,39 @@ def test_atomic_write_leaves_the_old_file_when_interrupted(tmp_path, monkeypatch
         write_atomic(target, "new and half written")
     assert target.read_text() == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["results.csv"]
+
+
+def test_kill_9_leaves_readable_files_and_resume_finishes(cli, tmp_path, tiny_model_dir, image_folder):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import tiny_suite_toml
+
+    experiments = (
+        '[suites.s.experiments.E1]\ntuner = "zero-shot"\n[suites.s.experiments.E2]\ntuner = "linear-probe"\n'
+        '[suites.s.experiments.E3]\ntuner = "vpt-deep"\nparams = { num_tokens = 2 }\n'
+    )
+    config = tmp_path / "bench.toml"
+    config.write_text(tiny_suite_toml(tiny_model_dir, image_folder, experiments, training="epochs = 15, batch_size = 8"))
+    command = [sys.executable, "-m", "vptbench.cli", "run", "--all", "--config", str(config), "--output", str(tmp_path / "killed"), "--quiet"]
+    process = subprocess.Popen(command, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "killed").glob("*/runs/E1-seed0.json")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)  # somewhere in E2 or E3
+    process.wait()
+    run_dir = _only_dir(tmp_path / "killed")
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "running"  # it never got to say otherwise
+    for record in (run_dir / "runs").glob("*.json"):
+        json.loads(record.read_text())  # every file that exists is whole
+    if (run_dir / "results.csv").exists():  # the kill may come before the first report
+        assert pd.read_csv(run_dir / "results.csv")["experiment"].tolist()[0] == "E1"
+    assert (run_dir / ".lock").exists()  # left by the dead process; the resume takes it over
+
+    code, _, err = cli("run", "--resume", run_dir, "--quiet")
+    assert code == 0, err
+    assert cli("run", "--all", "--config", config, "--output", tmp_path / "clean", "--quiet")[0] == 0
+    resumed = pd.read_csv(run_dir / "results.csv")[METRICS]
+    pd.testing.assert_frame_equal(resumed, pd.read_csv(_only_dir(tmp_path / "clean") / "results.csv")[METRICS])

@@ -6,6 +6,7 @@ A tuner owns only how it changes the model and how a batch becomes class logits.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
@@ -79,6 +80,12 @@ def protocol_problems(obj: Any) -> list[str]:
     if not (isinstance(config, type) and issubclass(config, BaseModel)):
         problems.append("has no `Config` pydantic model")
     problems += [f"has no `{name}` method" for name in REQUIRED_METHODS if not callable(getattr(obj, name, None))]
+    try:
+        inspect.signature(obj).bind(None, None, None)
+    except TypeError:
+        problems.append("cannot be constructed as Tuner(config, clip, task)")
+    except ValueError:  # no signature to inspect (some builtins): leave it to the first run
+        pass
     return problems
 
 
