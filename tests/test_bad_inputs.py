@@ -147,3 +147,42 @@ def test_accumulation_keeps_the_effective_batch():
     whole, parts = step(1), step(4)
     assert torch.allclose(whole[0], parts[0], atol=1e-6) and torch.allclose(whole[2], parts[2], atol=1e-6)
     assert torch.equal(whole[1], parts[1])
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("--device", "xpu"), "--device: 'xpu' is not a device vptbench runs on"),
+        (("--device", "cpu:1"), "--device: 'cpu:1' is not a device vptbench runs on"),
+        (("--seeds", ""), "--seeds: '' must name seeds"),
+        (("--seeds", "0-1000000000"), "asks for more than 1000 seeds"),
+        (("--seeds", "4294967296"), "must name seeds from 0 to 4294967295"),
+    ],
+)
+def test_bad_command_line_values(cli, tiny_config, tmp_path, args, expected):
+    code, out, err = cli("run", "--all", "--config", tiny_config, "--output", tmp_path, "--quiet", *args)
+    assert code == 2 and expected in err and "Traceback" not in out + err
+
+
+def test_a_repeated_experiment_id_runs_once(cli, tiny_config, tmp_path):
+    code, out, _ = cli("run", "E1", "E1", "--config", tiny_config, "--output", tmp_path, "--quiet", "--json")
+    assert code == 0 and [r["experiment"] for r in json.loads(out)["runs"]] == ["E1"]
+
+
+def test_report_and_resume_refuse_a_folder_that_is_not_a_run(cli, tmp_path):
+    (tmp_path / "run.json").write_text("[1, 2]")
+    for args in (("report", tmp_path), ("run", "--resume", tmp_path)):
+        code, out, err = cli(*args)
+        assert code == 2 and "is not a valid vptbench run directory" in err and "Traceback" not in out + err
+
+
+def test_feature_cache_must_be_a_folder_and_damaged_entries_are_recomputed(cli, tiny_config, tmp_path):
+    blocker = tmp_path / "cache"
+    blocker.write_text("a file")
+    code, _, err = cli("run", "E2", "--config", tiny_config, "--output", tmp_path / "a", "--quiet", "--feature-cache", blocker)
+    assert code == 2 and "--feature-cache: cannot use" in err
+    cache = tmp_path / "real-cache"
+    assert cli("run", "E2", "--config", tiny_config, "--output", tmp_path / "b", "--quiet", "--feature-cache", cache)[0] == 0
+    (entry,) = cache.glob("*.pt")
+    entry.write_bytes(b"damaged")
+    assert cli("run", "E2", "--config", tiny_config, "--output", tmp_path / "c", "--quiet", "--feature-cache", cache)[0] == 0

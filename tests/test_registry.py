@@ -71,6 +71,12 @@ params = { num_tokens = 4 }
         (('model = "m"', 'model = "nope"'), "suites.demo.model: 'nope' is not declared under [models]"),
         (('id = "demo-clip"', 'path = "x"'), "models.m: source 'builtin' takes `id`"),
         (('class_names = ["a", "b"]', 'class_names = ["a", "a"]'), "class_names contains duplicates"),
+        (("lr = 0.001", "lr = inf"), "suites.demo.training.lr: Input should be a finite number"),
+        (("lr = 0.001", "seeds = [0, 0]"), "suites.demo.training.seeds: contains duplicates"),
+        (("lr = 0.001", "seeds = [4294967296]"), "suites.demo.training.seeds.0: Input should be less than 4294967296"),
+        (("[suites.demo.experiments.E1]", '[suites.demo.experiments."../x"]'), "String should match pattern"),
+        (('class_names = ["a", "b"]', 'class_names = ["a", "b"]\ntemplates = ["{} and {}"]'), "must contain exactly one '{}'"),
+        (('class_names = ["a", "b"]', 'class_names = ["a", "b"]\ntemplates = ["a picture"]'), "must contain exactly one '{}'"),
     ],
 )
 def test_outer_schema_errors_name_file_and_path(tmp_path, edit, expected):

@@ -136,6 +136,8 @@ def run(
     resolve_device(device)  # a bad device fails before anything loads
     if executor not in ("local", "ray"):
         raise UsageError(f"--executor: '{executor}' is not one of local, ray")
+    if address and executor != "ray":
+        raise UsageError("--address goes with --executor ray")
     if not quiet:
         console.print(f"Suite [bold]{plan.suite}[/]: {len(plan.experiments)} experiments × {len(plan.seeds)} seeds ({plan.config_path})")
     runner = _make_executor(executor, address, device)
@@ -153,7 +155,7 @@ def _plan_from_registry(ids, all_, suite, config, seeds, epochs, model, dataset)
         raise UsageError("pass either experiment ids or --all, not both")
     registry, config_path = load_registry(config)
     suite_name, chosen = select_suite(registry, suite, model, dataset)
-    seed_list = parse_seeds(seeds) if seeds else list(chosen.training.seeds)
+    seed_list = parse_seeds(seeds) if seeds is not None else list(chosen.training.seeds)
     experiments = plan_experiments(suite_name, chosen, config_path, ids or list(chosen.experiments), epochs)
     return suite_plan(registry, config_path, suite_name, experiments, seed_list)
 
@@ -185,8 +187,11 @@ def _dry_run(plan, as_json: bool) -> None:
 
     suite_name = plan.suite
     rows = dry_run(plan)
+    failed = any(row["status"] != "ok" for row in rows)
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
+        if failed:
+            raise typer.Exit(1)
         return
     columns = ("Experiment", "Tuner", "Trainable", "Total", "Trainable %", "Reference")
     table = make_table(f"Suite '{suite_name}' — parameters (dry run, nothing trained)", columns)
@@ -198,7 +203,7 @@ def _dry_run(plan, as_json: bool) -> None:
         share = 100 * row["trainable_params"] / row["total_params"]
         table.add_row(row["experiment"], row["tuner"], f"{row['trainable_params']:,}", f"{row['total_params']:,}", f"{share:.4f} %", reference)
     table_console().print(table)
-    if any(row["status"] != "ok" for row in rows):
+    if failed:
         raise typer.Exit(1)
 
 
@@ -305,17 +310,23 @@ def bench(
     table_console().print(table)
 
 
+MAX_SEEDS = 1000
+
+
 def parse_seeds(text: str) -> list[int]:
-    """`0,1,2`, `0-4` or a mix; seeds are non-negative and unique."""
+    """`0,1,2`, `0-4` or a mix; seeds are unique, in 0..2**32-1, and at most MAX_SEEDS of them."""
     seeds: list[int] = []
     try:
         for part in filter(None, (p.strip() for p in text.split(","))):
             low, _, high = part.partition("-")
-            seeds += range(int(low), int(high) + 1) if high else [int(low)]
+            first, last = int(low), int(high) if high else int(low)
+            if last - first >= MAX_SEEDS or len(seeds) > MAX_SEEDS:
+                raise UsageError(f"--seeds: '{text}' asks for more than {MAX_SEEDS} seeds")
+            seeds += range(first, last + 1)
     except ValueError:
         raise UsageError(f"--seeds: '{text}' is not a list like 0,1,2 or a range like 0-4") from None
-    if not seeds or min(seeds) < 0:
-        raise UsageError(f"--seeds: '{text}' must name non-negative seeds")
+    if not seeds or min(seeds) < 0 or max(seeds) >= 2**32:
+        raise UsageError(f"--seeds: '{text}' must name seeds from 0 to {2**32 - 1}")
     return list(dict.fromkeys(seeds))
 
 

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 class TunerConfig(BaseModel):
     """Base for a tuner's params table: unknown keys are errors."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 @dataclass(frozen=True)

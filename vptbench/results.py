@@ -91,7 +91,7 @@ def _alive(holder: str) -> bool:
     """Whether the `host pid` that wrote a lock still runs (a lock from another host counts as alive)."""
     host, _, pid = holder.partition(" ")
     if not pid.isdigit():
-        return False
+        return not holder  # empty: its writer is between creating and writing it
     if host != socket.gethostname():
         return True
     try:
@@ -117,23 +117,28 @@ def save_run_record(run_dir: Path, record: dict) -> None:
 
 
 def load_run_dir(run_dir: Path) -> tuple[dict, list[dict]]:
-    """run.json's metadata and every saved run record, in plan order."""
+    """run.json's metadata and every saved run record, in plan order; anything else is a usage error."""
     meta_path = run_dir / RUN_FILE
     if not meta_path.is_file():
         raise UsageError(f"'{run_dir}' is not a vptbench run directory (no {RUN_FILE})")
     try:
-        meta = json.loads(meta_path.read_text())
-        records = [json.loads(p.read_text()) for p in sorted((run_dir / RUNS_DIR).glob("*.json"))]
-    except (OSError, json.JSONDecodeError) as exc:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        records = [json.loads(p.read_text(encoding="utf-8")) for p in sorted((run_dir / RUNS_DIR).glob("*.json"))]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UsageError(f"'{run_dir}': cannot read saved results: {exc}") from None
-    order = {key: i for i, key in enumerate(meta.get("plan", []))}
+    missing = [key for key in ("schema_version", "suite", "config", "seeds", "plan") if not isinstance(meta, dict) or key not in meta]
+    bad = [r for r in records if not isinstance(r, dict) or not {"experiment", "seed", "status"} <= r.keys()]
+    if missing or bad:
+        what = f"{RUN_FILE} lacks {', '.join(missing)}" if missing else f"{len(bad)} record(s) under {RUNS_DIR}/ are not run records"
+        raise UsageError(f"'{run_dir}' is not a valid vptbench run directory ({what})")
+    order = {key: i for i, key in enumerate(meta["plan"])}
     records.sort(key=lambda r: order.get(run_key(r["experiment"], r["seed"]), len(order)))
     return meta, records
 
 
 def combine_run_dirs(run_dirs: list[Path]) -> tuple[dict, list[dict]]:
-    """Merge runs of one suite made separately (e.g. seeds on different days); a later
-    directory's record wins for the same (experiment, seed)."""
+    """Merge runs of one suite made separately (e.g. seeds on different days); for the same
+    (experiment, seed) a later directory's record wins unless it failed where an earlier one is ok."""
     loaded = [load_run_dir(d) for d in run_dirs]
     suites = {meta["suite"] for meta, _ in loaded}
     if len(suites) > 1:
@@ -142,7 +147,10 @@ def combine_run_dirs(run_dirs: list[Path]) -> tuple[dict, list[dict]]:
     plan: list[str] = []
     for meta, records in loaded:
         plan += [key for key in meta.get("plan", []) if key not in plan]
-        by_key.update({run_key(r["experiment"], r["seed"]): r for r in records})
+        for record in records:
+            key = run_key(record["experiment"], record["seed"])
+            if key not in by_key or record["status"] == "ok" or by_key[key]["status"] != "ok":
+                by_key[key] = record  # a later finished run wins, but never over a good one by a failed one
     meta = {
         **loaded[0][0],
         "seeds": sorted({seed for m, _ in loaded for seed in m["seeds"]}),

@@ -22,7 +22,11 @@ def resolve_device(name: str = "auto") -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise UsageError(f"--device: '{name}' is not a device (use auto, cpu, cuda, cuda:N or mps)") from None
+        device = None
+    if device is None or device.type not in ("cpu", "cuda", "mps") or (device.type != "cuda" and device.index):
+        raise UsageError(f"--device: '{name}' is not a device vptbench runs on (use auto, cpu, cuda, cuda:N or mps)")
+    if device.type == "cuda" and device.index is not None and torch.cuda.is_available() and device.index >= torch.cuda.device_count():
+        raise UsageError(f"--device: '{name}' does not exist; this machine has {torch.cuda.device_count()} CUDA device(s)")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UsageError(f"--device: '{name}' requested but CUDA is not available on this machine")
     if device.type == "mps" and not torch.backends.mps.is_available():

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from vptbench.data import ImageData, ImageSplit
+from vptbench.errors import UsageError
 
 
 def encode_dataset(encode: Callable[[Tensor], Tensor], data: ImageData, transform: Callable[[Tensor], Tensor], batch_size: int) -> ImageData:
@@ -34,6 +35,11 @@ class FeatureStore:
     """Features by (encoder key, precision) in memory, and on disk when a folder is given."""
 
     def __init__(self, directory: Path | None = None) -> None:
+        if directory is not None:
+            try:
+                directory.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise UsageError(f"--feature-cache: cannot use '{directory}' as a folder: {exc.strerror}") from None
         self.directory = directory
         self.memory: dict[tuple[str, str], ImageData] = {}
 
@@ -44,8 +50,9 @@ class FeatureStore:
         if (key, precision) in self.memory:
             return self.memory[(key, precision)], "memory"
         path = self.directory / f"{fingerprint(key, precision, model, data)}.pt" if self.directory else None
-        if path is not None and path.is_file():
-            features, origin = _load(path, data), "disk"
+        features = _load(path, data) if path is not None and path.is_file() else None
+        if features is not None:
+            origin = "disk"
         else:
             features, origin = compute(), "computed"
             if path is not None:
@@ -79,8 +86,12 @@ def _save(path: Path, features: ImageData) -> None:
     write_atomic(path, buffer.getvalue())
 
 
-def _load(path: Path, data: ImageData) -> ImageData:
-    saved = torch.load(path, map_location="cpu")
+def _load(path: Path, data: ImageData) -> ImageData | None:
+    """The saved features, or None when the file is unreadable (then they are computed again)."""
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - a damaged cache entry is a miss, not an error
+        return None
     device = data.train.labels.device
 
     def split(name: str) -> ImageSplit | None:

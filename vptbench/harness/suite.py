@@ -6,10 +6,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from pydantic import ValidationError
 
 from vptbench import plugins
 from vptbench.data import load_images, make_splits
-from vptbench.errors import ConfigError, PluginError, UsageError, unknown_name
+from vptbench.errors import ConfigError, PluginError, UsageError, first_line, unknown_name
 from vptbench.harness.device import describe, resolve_device
 from vptbench.harness.executors import Executor, LocalExecutor
 from vptbench.harness.features import FeatureStore
@@ -56,6 +57,7 @@ def plan_experiments(
     suite_name: str, suite: Suite, config_path: Path, ids: list[str], epochs: int | None = None
 ) -> list[PlannedExperiment]:
     """Resolve each experiment's tuner and validate its params before anything runs."""
+    ids = list(dict.fromkeys(ids))
     for experiment_id in ids:
         if experiment_id not in suite.experiments:
             raise UsageError(unknown_name(f"experiment in suite '{suite_name}'", experiment_id, suite.experiments))
@@ -125,6 +127,13 @@ def suite_plan(registry: Registry, config_path: Path, suite_name: str, experimen
 
 def plan_from_run_dir(meta: dict) -> SuitePlan:
     """Rebuild a run's plan from its own run.json, so a resume ignores later edits to the TOML."""
+    try:
+        return _plan_from_meta(meta)
+    except (KeyError, TypeError, AttributeError, ValidationError) as exc:
+        raise UsageError(f"cannot resume: run.json does not describe a runnable plan ({type(exc).__name__}: {first_line(exc)})") from None
+
+
+def _plan_from_meta(meta: dict) -> SuitePlan:
     config = meta["config"]
     experiments = []
     for experiment_id, entry in config["experiments"].items():
@@ -151,8 +160,8 @@ def prepare(plan: SuitePlan, device_name: str, progress=None, feature_cache: Pat
         torch.backends.cudnn.allow_tf32 = True
     model = load_model(plan.model_name, plan.model)
     data = load_images(plan.dataset_name, plan.dataset, model, progress)
-    for val_fraction in {e.training.val_fraction for e in plan.experiments}:
-        make_splits(data, val_fraction, plan.seeds[0])  # a split that cannot be made fails now, not per run
+    if plan.experiments:  # a split that cannot be made fails now, not once per run
+        make_splits(data, plan.experiments[0].training.val_fraction, plan.seeds[0])
     task = Task(list(plan.dataset.class_names), list(plan.dataset.templates), model.tokenizer)
     return Workbench(model, data.to(device), task, device, FeatureStore(feature_cache))
 

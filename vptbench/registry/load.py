@@ -29,7 +29,9 @@ def load_registry(path: Path | None = None) -> tuple[Registry, Path]:
     """Parse and validate the registry's outer schema (tuner params are checked later)."""
     path = Path(path) if path else default_config_path()
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is not a TOML error
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
     except OSError as exc:

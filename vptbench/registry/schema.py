@@ -4,13 +4,37 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 
 class Strict(BaseModel):
-    """Unknown keys are errors: a typo must never be silently ignored."""
+    """Unknown keys are errors: a typo must never be silently ignored; inf and nan are never numbers."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+# Ids name files and folders (runs/E1-seed0.json, results/demo-...): no separators, no "..".
+Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$", max_length=64)]
+Seed = Annotated[int, Field(ge=0, lt=2**32)]
+
+
+def _unique(values: list) -> list:
+    if len(set(values)) != len(values):
+        raise ValueError("contains duplicates")
+    return values
+
+
+def check_template(template: str) -> str:
+    """A prompt template takes exactly one positional `{}` for the class name."""
+    try:
+        if template.format("\0").count("\0") != 1:
+            raise ValueError
+    except (IndexError, KeyError, ValueError):
+        raise ValueError(f"template {template!r} must contain exactly one '{{}}' for the class name") from None
+    return template
+
+
+Template = Annotated[str, AfterValidator(check_template)]
 
 
 class ModelSpec(Strict):
@@ -43,15 +67,12 @@ class DatasetSpec(Strict):
     image_column: str = "image"
     label_column: str = "label"
     class_names: Annotated[list[str], Field(min_length=2)]
-    templates: Annotated[list[str], Field(min_length=1)] = ["a photo of a {}."]
+    templates: Annotated[list[Template], Field(min_length=1)] = ["a photo of a {}."]
 
     @model_validator(mode="after")
     def _check(self) -> DatasetSpec:
         source = "local" if self.source == "imagefolder" else self.source
         _require_locator(source, self.id, self.path)
-        bad = [t for t in self.templates if "{}" not in t]
-        if bad:
-            raise ValueError(f"template {bad[0]!r} has no '{{}}' placeholder for the class name")
         if len(set(self.class_names)) != len(self.class_names):
             raise ValueError("class_names contains duplicates")
         return self
@@ -87,7 +108,7 @@ class Training(Strict):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="auto: bf16 autocast on CUDA, fp32 elsewhere")
     compile: bool = Field(False, description="torch.compile the model before training")
     eval_every: Annotated[int, Field(ge=1, description="validate every N epochs (and after the last)")] = 1
-    seeds: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)] = [0]
+    seeds: Annotated[list[Seed], Field(min_length=1), AfterValidator(_unique)] = [0]
     convergence: Convergence = Convergence()
 
 
@@ -131,7 +152,7 @@ class Suite(Strict):
     model: str
     dataset: str
     training: Training = Training()
-    experiments: Annotated[dict[str, Experiment], Field(min_length=1)]
+    experiments: Annotated[dict[Name, Experiment], Field(min_length=1)]
 
     def training_for(self, experiment_id: str) -> Training:
         """The suite's training settings with the experiment's overrides applied."""
@@ -145,7 +166,7 @@ class Registry(Strict):
     default_suite: str = "demo"
     models: dict[str, ModelSpec]
     datasets: dict[str, DatasetSpec]
-    suites: Annotated[dict[str, Suite], Field(min_length=1)]
+    suites: Annotated[dict[Name, Suite], Field(min_length=1)]
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Registry:

@@ -16,6 +16,14 @@ COLUMNS = [
     "ref_test_accuracy", "ref_trainable_params", "ref_epochs_to_converge",
 ]  # fmt: skip
 
+SUMMARY_COLUMNS = [
+    "experiment", "tuner", "runs", "runs_ok", "status", "trainable_params", "trainable_percent",
+    "val_accuracy_mean", "test_accuracy_mean", "test_accuracy_std", "test_accuracy_ci_low", "test_accuracy_ci_high",
+    "test_macro_f1_mean", "epochs_to_converge_mean", "train_seconds_mean", "images_per_second_mean",
+    "peak_memory_mb_max", "ref_test_accuracy", "ref_difference", "ref_outside_interval",
+    "ref_trainable_params", "ref_epochs_to_converge",
+]  # fmt: skip
+
 BOOTSTRAP_SAMPLES = 10_000
 
 
@@ -44,14 +52,18 @@ def bootstrap_interval(correct: int, total: int, level: float = 0.95, seed: int 
 
 
 def summarize(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per experiment: mean and std over its successful seeds, a 95 % interval, references."""
+    """One row per experiment: mean and std over its successful seeds, a 95 % interval, references.
+
+    Every seed is tested on the same test split, so the interval reflects that split's size: it is
+    the bootstrap interval of the mean accuracy over one split, never over n x seeds images.
+    """
     rows = []
     for experiment, group in frame.groupby("experiment", sort=False):
         ok = group[group["status"] == "ok"]
-        correct, total = ok["test_correct"].sum(), ok["test_total"].sum()
-        low, high = bootstrap_interval(int(correct), int(total)) if len(ok) else (np.nan, np.nan)
-        reference = group["ref_test_accuracy"].iloc[0]
         mean = ok["test_accuracy"].mean() if len(ok) else np.nan
+        total = int(ok["test_total"].iloc[0]) if len(ok) else 0
+        low, high = bootstrap_interval(round(mean * total), total) if len(ok) else (np.nan, np.nan)
+        reference = group["ref_test_accuracy"].iloc[0]
         rows.append(
             {
                 "experiment": experiment,
@@ -78,7 +90,7 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
                 "ref_epochs_to_converge": group["ref_epochs_to_converge"].iloc[0],
             }
         )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
 def _status(statuses: pd.Series) -> str:

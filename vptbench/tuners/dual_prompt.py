@@ -24,7 +24,7 @@ class DualPromptConfig(TunerConfig):
     visual_tokens: Annotated[int, Field(ge=0, description="visual prompt tokens; 0 gives text-only CoOp")] = 4
     visual_deep: bool = Field(False, description="fresh visual prompts in every layer")
     visual_dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0
-    context_init: str | None = Field("a photo of a", description="phrase whose embeddings initialise the context")
+    context_init: Annotated[str, Field(min_length=1, pattern=r"\S")] | None = Field("a photo of a", description="phrase whose embeddings initialise the context")
     context_tokens: Annotated[int, Field(ge=1)] | None = Field(None, description="random context length when context_init is unset")
     class_specific: bool = Field(False, description="one context per class instead of one shared")
 

@@ -8,11 +8,12 @@ from pydantic import Field
 from transformers import CLIPModel
 
 from vptbench.protocol import Task, TunerConfig
+from vptbench.registry.schema import Template
 from vptbench.tuners.heads import FrozenFeatureTuner, TextHead
 
 
 class ZeroShotConfig(TunerConfig):
-    templates: Annotated[list[str], Field(min_length=1)] | None = Field(
+    templates: Annotated[list[Template], Field(min_length=1)] | None = Field(
         None, description="prompt templates to ensemble; defaults to the dataset's"
     )
 
