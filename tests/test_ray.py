@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -12,7 +14,9 @@ COLUMNS = ["experiment", "seed", "status", "test_accuracy", "val_accuracy", "bes
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    # workers import tests/crashing_tuner.py like a plugin, so the tests folder is on their path
+    runtime_env = {"env_vars": {"PYTHONPATH": str(Path(__file__).parent)}}
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False, runtime_env=runtime_env)
     yield
     ray.shutdown()
 
@@ -39,3 +43,23 @@ def test_ray_executor_matches_the_local_executor(local_ray, cli, tiny_config, tm
 def test_unknown_executor_is_a_usage_error(cli, tiny_config):
     code, _, err = cli("run", "--all", "--config", tiny_config, "--executor", "dask")
     assert code == 2 and "--executor: 'dask' is not one of local, ray" in err
+
+
+def test_a_task_whose_worker_dies_is_retried_then_failed(local_ray, tiny_config, tmp_path):
+    from crashing_tuner import DyingTuner
+
+    from vptbench.harness.executors import RayExecutor
+    from vptbench.harness.runner import PlannedExperiment, QuietObserver
+    from vptbench.harness.suite import plan_experiments, prepare, run_suite, select_suite, suite_plan
+    from vptbench.registry import Experiment, load_registry
+
+    registry, path = load_registry(tiny_config)
+    name, suite = select_suite(registry, "s")
+    (fine,) = plan_experiments(name, suite, path, ["E2"])
+    dying = PlannedExperiment("X1", Experiment(tuner="dying"), fine.training, DyingTuner, DyingTuner.Config())
+    plan = suite_plan(registry, path, name, [dying, fine], [0])
+    bench = prepare(plan, "cpu")
+    result = run_suite(plan, bench, tmp_path, QuietObserver(), executor=RayExecutor(None, "cpu", max_retries=1))
+    statuses = {r["experiment"]: (r["status"], r["error"]) for r in result.records}
+    assert statuses["E2"][0] == "ok"
+    assert statuses["X1"][0] == "failed" and "Ray task failed after 1 retries" in statuses["X1"][1]
