@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import CLIPConfig, CLIPModel
 
-from vptbench.demo_model.tokenizer import build_tokenizer
+from vptbench.demo_model.tokenizer import build_tokenizer, special_token_ids
 from vptbench.harness.runner import count_parameters
 from vptbench.plugins import load_tuner
 from vptbench.protocol import Task
@@ -26,7 +26,7 @@ def build(name: str, clip, task, **params):
 def vit_b16_meta():
     """CLIP ViT-B/16 geometry with uninitialised weights: exact shapes without the cost of random init."""
     tokenizer = build_tokenizer()
-    text = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id}
+    text = special_token_ids(tokenizer)
     with torch.device("meta"):
         clip = CLIPModel(CLIPConfig(text_config=text, vision_config={"patch_size": 16}, projection_dim=512))
     clip = clip.to_empty(device="cpu")

@@ -69,12 +69,11 @@ def _vit_b16_random(name: str, spec: ModelSpec) -> LoadedModel:
     """CLIP ViT-B/16's exact geometry with random weights: dry runs, parameter counts, throughput."""
     from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel
 
-    from vptbench.demo_model.tokenizer import build_tokenizer
+    from vptbench.demo_model.tokenizer import build_tokenizer, special_token_ids
 
     tokenizer = build_tokenizer()
-    ids = {key: tokenizer.convert_tokens_to_ids(getattr(tokenizer, f"{key}_token")) for key in ("bos", "eos", "pad")}
     config = CLIPConfig(
-        text_config={"bos_token_id": ids["bos"], "eos_token_id": ids["eos"], "pad_token_id": ids["pad"]},
+        text_config=special_token_ids(tokenizer),
         vision_config={"patch_size": 16},
         projection_dim=512,
     )

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
-    from torch import Tensor, nn
+    from torch import Tensor
     from transformers import CLIPModel, PreTrainedTokenizerBase
 
 
@@ -87,8 +87,3 @@ def protocol_problems(obj: Any) -> list[str]:
     except ValueError:  # no signature to inspect (some builtins): leave it to the first run
         pass
     return problems
-
-
-def as_module(tuner: Tuner) -> nn.Module:
-    """Typing helper: a tuner is an nn.Module at run time."""
-    return tuner  # type: ignore[return-value]

@@ -13,14 +13,13 @@ def tiny_clip(image_size: int = 32, patch_size: int = 8, width: int = 64, layers
     import torch
     from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel
 
-    from vptbench.demo_model.tokenizer import build_tokenizer
+    from vptbench.demo_model.tokenizer import build_tokenizer, special_token_ids
 
     tokenizer = build_tokenizer()
-    ids = {key: tokenizer.convert_tokens_to_ids(getattr(tokenizer, f"{key}_token")) for key in ("bos", "eos", "pad")}
     text = dict(
         vocab_size=len(tokenizer), hidden_size=width, intermediate_size=4 * width, num_hidden_layers=layers,
         num_attention_heads=2, max_position_embeddings=tokenizer.model_max_length,
-        bos_token_id=ids["bos"], eos_token_id=ids["eos"], pad_token_id=ids["pad"],
+        **special_token_ids(tokenizer),
     )  # fmt: skip
     vision = dict(
         image_size=image_size, patch_size=patch_size, hidden_size=width, intermediate_size=4 * width,

@@ -22,7 +22,7 @@ from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPToken
 
 from . import corpus
 from .digits import levels_to_image, load_digit_images
-from .tokenizer import MAX_LENGTH, build_tokenizer
+from .tokenizer import MAX_LENGTH, build_tokenizer, special_token_ids
 
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "assets" / "demo-clip"
 THREADS = 2
@@ -54,9 +54,7 @@ def build_model(tokenizer: CLIPTokenizer) -> CLIPModel:
         common,
         vocab_size=len(tokenizer),
         max_position_embeddings=MAX_LENGTH,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
+        **special_token_ids(tokenizer),
     )
     vision = dict(common, image_size=32, patch_size=8)
     config = CLIPConfig(text_config=text, vision_config=vision, projection_dim=PROJECTION)

@@ -35,6 +35,12 @@ def _merges(words: list[str]) -> list[tuple[str, str]]:
     return list(merges)
 
 
+def special_token_ids(tokenizer) -> dict[str, int]:
+    """The text config's bos/eos/pad ids, taken from the tokenizer: CLIP's defaults would make EOS
+    pooling silently read position 0 with a small vocabulary."""
+    return {f"{key}_token_id": getattr(tokenizer, f"{key}_token_id") for key in ("bos", "eos", "pad")}
+
+
 def build_tokenizer() -> CLIPTokenizer:
     """Base characters, then one token per merge result, then the two special tokens."""
     chars = [chr(c) for c in range(33, 127)]
