@@ -108,6 +108,18 @@ def test_text_context_is_initialised_from_the_phrase():
     assert torch.allclose(tuner.eval()(pixels), zero_shot.eval()(pixels), atol=1e-5)
 
 
+@pytest.mark.parametrize("name", ["zero-shot", "linear-probe"])
+def test_frozen_feature_tuners_switch_only_the_head(name):
+    """Their features are cached in eval mode, so the frozen backbone must never train."""
+    clip, tokenizer, _ = tiny_clip()
+    tuner = build(name, clip.train(), Task(["one", "two"], ["{}"], tokenizer))
+    tuner.train()
+    assert tuner.training and tuner.head.training
+    assert not any(module.training for module in tuner.clip.modules())
+    tuner.eval()
+    assert not any(module.training for module in tuner.modules())
+
+
 def test_config_rejects_unknown_keys_and_bad_combinations():
     from pydantic import ValidationError
 

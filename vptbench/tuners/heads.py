@@ -60,8 +60,15 @@ class FrozenFeatureTuner(nn.Module):
 
     def __init__(self, clip: CLIPModel, head: nn.Module) -> None:
         super().__init__()
-        self.clip = clip
+        self.clip = clip.eval()
         self.head = head
+
+    def train(self, mode: bool = True) -> FrozenFeatureTuner:
+        """Only the head switches: the frozen backbone stays in eval mode, as its cached features were
+        computed (and walking its hundreds of modules twice an epoch is a fifth of a linear probe's time)."""
+        self.training = mode
+        self.head.train(mode)
+        return self
 
     def feature_key(self) -> str:
         """Every tuner built on this class encodes alike, so their cached features are shared."""
