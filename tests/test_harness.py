@@ -105,9 +105,10 @@ def _bench(data=None):
     return Workbench(type("M", (), {"clip": clip})(), data or _data(), task, torch.device("cpu"))
 
 
-def _plan(name, epochs=3, **params):
+def _plan(name, epochs=3, training=None, **params):
     tuner = load_tuner(name)
-    return PlannedExperiment("E", Experiment(tuner=name, params=params), Training(epochs=epochs, batch_size=8), tuner, tuner.Config(**params))
+    settings = Training(epochs=epochs, batch_size=8, **(training or {}))
+    return PlannedExperiment("E", Experiment(tuner=name, params=params), settings, tuner, tuner.Config(**params))
 
 
 def test_same_config_and_seed_give_identical_records():
@@ -159,3 +160,28 @@ def test_eval_every_skips_validation_but_always_checks_the_last_epoch():
     outcome = fit(module, module, Batches(x, y), Batches(x, y), training, torch.Generator().manual_seed(0), torch.device("cpu"))
     assert [r.val_accuracy is not None for r in outcome.history] == [False, True, False, True, True]
     assert outcome.best_epoch == 4 and outcome.epochs_to_converge == 4
+
+
+STRATEGIES = [("zero-shot", {}), ("linear-probe", {}), ("vpt-shallow", {"num_tokens": 2}), ("vpt-deep", {"num_tokens": 2}), ("dual-prompt", {"visual_tokens": 2}), ("full-finetune", {})]
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_every_strategy_trains_under_mixed_precision_as_in_fp32(precision):
+    """CUDA's default (bf16) and fp16 with loss scaling, run through CPU autocast: the same code path."""
+    bench = _bench()
+    for name, params in STRATEGIES:
+        plain, mixed = (run_one(bench, _plan(name, training={"precision": p}, **params), 0, QuietObserver()) for p in ("fp32", precision))
+        assert mixed["status"] == "ok" and mixed["precision"] == precision, (name, mixed["error"])
+        assert mixed["test_accuracy"] == plain["test_accuracy"], name
+        assert [row["train_loss"] for row in mixed["history"]] == pytest.approx([row["train_loss"] for row in plain["history"]], rel=0.05), name
+        assert mixed["test_loss"] == pytest.approx(plain["test_loss"], rel=0.05), name
+        assert mixed["test_loss"] != plain["test_loss"], name  # the low precision really ran
+    assert run_one(bench, _plan("linear-probe", training={"precision": precision}), 0, QuietObserver())["features_from"] == "memory"
+
+
+def test_compiled_training_matches_eager():
+    bench = _bench()
+    eager, compiled = (run_one(bench, _plan("vpt-shallow", training={"compile": flag}, num_tokens=2), 0, QuietObserver()) for flag in (False, True))
+    assert compiled["status"] == "ok"
+    assert compiled["test_accuracy"] == pytest.approx(eager["test_accuracy"], abs=0.05)
+    assert [row["train_loss"] for row in compiled["history"]] == pytest.approx([row["train_loss"] for row in eager["history"]], rel=1e-3)

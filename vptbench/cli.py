@@ -306,7 +306,7 @@ def bench(
     table = make_table(f"Throughput on {describe(target)} — {model}, batch {batch_size}, {precision}", columns)
     for r in rows:
         mfu = f"{100 * r['mfu']:.1f} %" if r["mfu"] is not None else "–"
-        table.add_row(r["experiment"], r["tuner"], r["mode"], f"{r['trainable_params']:,}", f"{r['step_ms']:.1f} ms", f"{r['images_per_second']:,.1f}", f"{r['gflops_per_image']:.1f}", f"{r['achieved_tflops']:.2f}", mfu, f"{r['peak_memory_mb']:,.0f} MiB")
+        table.add_row(r["experiment"], r["tuner"], r["mode"], f"{r['trainable_params']:,}", f"{r['step_ms']:.1f} ms", f"{r['images_per_second']:,.1f}", f"{r['gflops_per_image']:.3g}", f"{r['achieved_tflops']:.3g}", mfu, f"{r['peak_memory_mb']:,.0f} MiB")
     table_console().print(table)
 
 

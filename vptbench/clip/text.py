@@ -34,7 +34,8 @@ def text_features_with_context(
     n_ctx = context.shape[1]
     tokens = torch.cat([tokens[:, :1], context.to(tokens.dtype), tokens[:, 1 + n_ctx :]], dim=1)
     hidden = text.embeddings(inputs_embeds=tokens)
-    mask = create_causal_mask(config=text.config, inputs_embeds=hidden, attention_mask=attention_mask, cache=None)
+    # no cache, passed by position: transformers renamed that argument (past_key_values, then cache)
+    mask = create_causal_mask(text.config, hidden, attention_mask, None)
     hidden = text.encoder(inputs_embeds=hidden, attention_mask=mask, is_causal=True).last_hidden_state
     hidden = text.final_layer_norm(hidden)
     pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), eos_positions(clip, input_ids)]
