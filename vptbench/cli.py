@@ -276,7 +276,7 @@ def bench(
     as_json: Annotated[bool, typer.Option("--json", help="Rows as JSON on stdout.")] = False,
 ) -> None:
     """Time each strategy's training step (or frozen forward) on a synthetic batch."""
-    from vptbench.harness.device import describe, resolve_device
+    from vptbench.harness.device import describe, use_device
     from vptbench.harness.suite import plan_experiments, select_suite
     from vptbench.harness.throughput import measure
     from vptbench.models import load_model
@@ -289,7 +289,7 @@ def bench(
     registry, config_path = load_registry(config)
     suite_name, chosen = select_suite(registry, suite, model)
     plans = [p for p in plan_experiments(suite_name, chosen, config_path, ids or list(chosen.experiments)) if p.tuner]
-    target = resolve_device(device)
+    target = use_device(device)
     _quiet_libraries()
     loaded = load_model(model, registry.models[model])
     dataset = registry.datasets[chosen.dataset]

@@ -34,6 +34,16 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
+def use_device(name: str = "auto") -> torch.device:
+    """The device to compute on, with TF32 matmuls on CUDA: every place that computes calls this,
+    so local runs, Ray workers and `bench` use the same kernels."""
+    device = resolve_device(name)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return device
+
+
 def describe(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"

@@ -45,9 +45,9 @@ class LocalExecutor:
 
 def _remote_run(bench: Workbench, experiment: PlannedExperiment, seed: int, device_name: str, retry_oom: bool) -> dict:
     """A Ray task: the shared workbench (from the object store) on this worker's device."""
-    from vptbench.harness.device import resolve_device
+    from vptbench.harness.device import use_device
 
-    device = resolve_device(device_name)
+    device = use_device(device_name)
     local = replace(bench, data=bench.data.to(device), device=device)
     return run_guarded(local, experiment, seed, QuietObserver(), retry_oom)
 

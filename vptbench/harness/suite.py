@@ -5,13 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 from pydantic import ValidationError
 
 from vptbench import plugins
 from vptbench.data import load_images, make_splits
 from vptbench.errors import ConfigError, PluginError, UsageError, first_line, unknown_name
-from vptbench.harness.device import describe, resolve_device
+from vptbench.harness.device import describe, use_device
 from vptbench.harness.executors import Executor, LocalExecutor
 from vptbench.harness.features import FeatureStore
 from vptbench.harness.guarded import failed_record, params_of
@@ -154,10 +153,7 @@ def _plan_from_meta(meta: dict) -> SuitePlan:
 
 def prepare(plan: SuitePlan, device_name: str, progress=None, feature_cache: Path | None = None) -> Workbench:
     """Load the model once and decode the dataset once, for every run of the suite."""
-    device = resolve_device(device_name)
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+    device = use_device(device_name)
     model = load_model(plan.model_name, plan.model)
     data = load_images(plan.dataset_name, plan.dataset, model, progress)
     if plan.experiments:  # a split that cannot be made fails now, not once per run

@@ -15,6 +15,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from vptbench.harness.device import clock, peak_memory, reset_peak_memory
 from vptbench.harness.runner import PlannedExperiment, count_parameters, uses_cached_features
+from vptbench.harness.seeding import seed_everything
 from vptbench.harness.trainer import Precision, make_optimizer, train_step
 
 # Dense bf16/fp16 tensor-core peaks (TFLOP/s) used for model-FLOPs utilisation.
@@ -50,7 +51,9 @@ def measure(
     plan: PlannedExperiment, clip: nn.Module, task, device: torch.device, batch_size: int, steps: int,
     warmup: int, precision_name: str, compile_model: bool = False, peak_tflops: float | None = None,
 ) -> ThroughputRow:  # fmt: skip
-    """Time `steps` steps after `warmup`; a tuner without trainable weights is timed as a forward pass."""
+    """Time `steps` steps after `warmup`; a tuner without trainable weights is timed as a forward pass.
+    Seeded as a run is, so the same deterministic kernels are timed."""
+    seed_everything(0)
     tuner = plan.tuner(plan.config, copy.deepcopy(clip).requires_grad_(False), task).to(device)
     trainable, _ = count_parameters(tuner)
     precision = Precision(precision_name, device)
