@@ -164,6 +164,20 @@ def test_bad_command_line_values(cli, tiny_config, tmp_path, args, expected):
     assert code == 2 and expected in err and "Traceback" not in out + err
 
 
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("run", "--all", "--epochs", "0"), "error: Invalid value for '--epochs'"),
+        (("run", "--all", "--bogus"), "error: No such option: --bogus (see '"),
+        (("frobnicate",), "error: No such command 'frobnicate'."),
+    ],
+)
+def test_click_usage_errors_are_one_line_too(cli, args, expected):
+    code, out, err = cli(*args)
+    assert code == 2 and err.strip().splitlines() == [err.strip()] and err.startswith(expected)
+    assert "Usage:" not in err and "Traceback" not in out + err
+
+
 def test_a_repeated_experiment_id_runs_once(cli, tiny_config, tmp_path):
     code, out, _ = cli("run", "E1", "E1", "--config", tiny_config, "--output", tmp_path, "--quiet", "--json")
     assert code == 0 and [r["experiment"] for r in json.loads(out)["runs"]] == ["E1"]

@@ -115,7 +115,7 @@ def test_unknown_tuner_suggests_the_closest_name(tmp_path):
 
 def test_unknown_experiment_and_suite_are_usage_errors(tmp_path):
     registry, path = _load(tmp_path, VALID)
-    with pytest.raises(UsageError, match="Unknown experiment in suite 'demo' 'E9'"):
+    with pytest.raises(UsageError, match="suite 'demo': Unknown experiment 'E9'"):
         plan_experiments("demo", registry.suites["demo"], path, ["E9"])
     with pytest.raises(UsageError, match="Unknown suite 'dem'. Did you mean 'demo'"):
         select_suite(registry, "dem")

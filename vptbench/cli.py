@@ -10,16 +10,52 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
 from vptbench.errors import UsageError, VptbenchError
 
+console = Console(stderr=True)
+
+
+def error_line(message: str) -> None:
+    console.print(f"[bold red]error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
+
+
+# Click's usage error, whichever click this typer uses (newer typers vendor their own copy).
+ClickUsageError = typer.BadParameter.__base__
+NoArgsIsHelp = getattr(sys.modules[ClickUsageError.__module__], "NoArgsIsHelpError", ())
+
+
+class OneLineErrors(TyperGroup):
+    """Click's own usage errors (an unknown option, a value out of range) get the same one red line
+    and exit code 2 as ours, instead of a usage banner and a boxed message."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except ClickUsageError as exc:
+            if isinstance(exc, NoArgsIsHelp):
+                exc.show()
+            else:
+                hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
+                error_line(f"{exc.format_message()}{hint}")
+            code = exc.exit_code
+        except typer.Abort:
+            error_line("aborted")
+            code = 1
+        code = code if isinstance(code, int) else 0
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
 app = typer.Typer(
+    cls=OneLineErrors,
     help="Compare ways of adapting CLIP to an image-classification task.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=True)
 DEBUG = {"on": False}
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="Registry TOML (default: ./benchmark.toml, else the packaged one).")]
@@ -42,7 +78,7 @@ def reports_errors(command):
         except VptbenchError as exc:
             if DEBUG["on"]:
                 raise
-            console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+            error_line(str(exc))
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/]: finished runs are kept")

@@ -59,7 +59,7 @@ def plan_experiments(
     ids = list(dict.fromkeys(ids))
     for experiment_id in ids:
         if experiment_id not in suite.experiments:
-            raise UsageError(unknown_name(f"experiment in suite '{suite_name}'", experiment_id, suite.experiments))
+            raise UsageError(f"suite '{suite_name}': " + unknown_name("experiment", experiment_id, suite.experiments))
     available = plugins.find_plugins()
     plans = []
     for experiment_id in ids:
