@@ -61,12 +61,14 @@ def test_a_tuner_that_raises_fails_alone(cli, tiny_config, tmp_path, monkeypatch
         return real_run_one(bench, plan, seed, observer)
 
     monkeypatch.setattr(suite_module, "run_one", broken_e1)
-    code, out, _ = cli("run", "--all", "--config", tiny_config, "--output", tmp_path, "--quiet", "--json")
+    code, out, _ = cli("run", "--all", "--config", tiny_config, "--output", tmp_path, "--quiet", "--json", "--seeds", "0,1")
     assert code == 1
-    runs = {r["experiment"]: r for r in json.loads(out)["runs"]}
-    assert runs["E1"]["status"] == "failed" and runs["E1"]["error"] == "RuntimeError: boom (traceback in errors.log)"
-    assert runs["E2"]["status"] == "ok"
-    assert "RuntimeError: boom" in (_only_dir(tmp_path) / "errors.log").read_text()
+    runs = {(r["experiment"], r["seed"]): r for r in json.loads(out)["runs"]}
+    assert runs["E1", 0]["status"] == "failed" and runs["E1", 0]["error"] == "RuntimeError: boom (traceback in errors.log)"
+    assert runs["E2", 0]["status"] == runs["E2", 1]["status"] == "ok"
+    log = (_only_dir(tmp_path) / "errors.log").read_text()
+    assert [line for line in log.splitlines() if line.startswith("==")] == ["== E1-seed0", "== E1-seed1"]
+    assert log.count("RuntimeError: boom") == 2
 
 
 def test_resume_refuses_other_selection_options(cli, tmp_path):

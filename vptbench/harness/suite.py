@@ -20,7 +20,17 @@ from vptbench.protocol import Task
 from vptbench.registry import DatasetSpec, Experiment, ModelSpec, Registry, Suite, Training
 from vptbench.registry.load import validate
 from vptbench.reporting import write_reports
-from vptbench.results import RUN_FILE, SCHEMA_VERSION, RunLock, environment, now, run_key, save_run_record, write_json
+from vptbench.results import (
+    RUN_FILE,
+    SCHEMA_VERSION,
+    RunLock,
+    environment,
+    now,
+    run_key,
+    save_run_record,
+    write_atomic,
+    write_json,
+)
 
 FAILED_STATUSES = ("failed", "diverged", "interrupted", "oom")
 FINISHED_STATUSES = ("ok", "diverged")  # what a resume keeps; the rest runs again
@@ -209,9 +219,10 @@ def run_suite(
 def _keep(run_dir: Path, result: SuiteResult, record: dict, order: dict[str, int]) -> None:
     """Save a finished record (its traceback to errors.log) and keep the records in plan order."""
     trace = record.pop("traceback", None)
-    if trace:
-        with open(run_dir / "errors.log", "a", encoding="utf-8") as log:
-            log.write(f"== {run_key(record['experiment'], record['seed'])}\n{trace}\n")
+    if trace:  # rewritten whole and atomically, like every other file of a run directory
+        log = run_dir / "errors.log"
+        earlier = log.read_text(encoding="utf-8") if log.exists() else ""
+        write_atomic(log, f"{earlier}== {run_key(record['experiment'], record['seed'])}\n{trace}\n")
     save_run_record(run_dir, record)
     result.records.append(record)
     result.records.sort(key=lambda r: order.get(run_key(r["experiment"], r["seed"]), len(order)))
