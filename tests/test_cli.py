@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -66,6 +67,16 @@ def test_list_shows_builtin_tuners_and_experiments(cli, tiny_config):
     assert {"zero-shot", "linear-probe", "vpt-shallow", "vpt-deep", "dual-prompt", "full-finetune"} <= set(names)
     assert names["zero-shot"]["distribution"] == "vptbench" and names["zero-shot"]["status"] == "ok"
     assert [e["id"] for e in listing["experiments"]] == ["E1", "E2"]
+    assert {e["status"] for e in listing["experiments"]} == {"ok"}
+
+
+def test_list_flags_an_experiment_with_bad_params(cli, tiny_config, tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(Path(tiny_config).read_text().replace('tuner = "linear-probe"', 'tuner = "linear-probe"\nparams = { bias = "sometimes" }'))
+    code, out, err = cli("list", "--config", bad, "--json")
+    assert code == 2 and "1 experiment(s) cannot run" in err and "params.bias" in err
+    statuses = {e["id"]: e["status"] for e in json.loads(out)["experiments"]}
+    assert statuses == {"E1": "ok", "E2": "invalid"}
 
 
 def _write(tmp_path, text):

@@ -99,12 +99,13 @@ def list_command(
     suite: SuiteOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")] = False,
 ) -> None:
-    """List installed tuners (with load status) and the suite's experiments."""
+    """List installed tuners (with load status) and the suite's experiments (with their params checked)."""
     from vptbench import plugins
-    from vptbench.harness.suite import select_suite
+    from vptbench.errors import ConfigError
+    from vptbench.harness.suite import plan_experiments, select_suite
     from vptbench.registry import load_registry
 
-    registry, _ = load_registry(config)
+    registry, config_path = load_registry(config)
     suite_name, chosen = select_suite(registry, suite)
     tuners = []
     for name, plugin in plugins.find_plugins().items():
@@ -112,23 +113,33 @@ def list_command(
         tuners.append(
             {"name": name, "distribution": plugin.distribution, "version": plugin.version, "status": "ok" if status.ok else "broken", "error": status.error}
         )
-    experiments = [
-        {"id": eid, "tuner": e.tuner, "params": e.params, "description": e.description} for eid, e in chosen.experiments.items()
-    ]
+    experiments = []
+    for eid, e in chosen.experiments.items():
+        try:
+            (planned,) = plan_experiments(suite_name, chosen, config_path, [eid])
+            status, error = ("broken", planned.error) if planned.error else ("ok", "")
+        except ConfigError as exc:
+            status, error = "invalid", str(exc)
+        experiments.append({"id": eid, "tuner": e.tuner, "params": e.params, "description": e.description, "status": status, "error": error})
+    invalid = [e for e in experiments if e["status"] == "invalid"]
     if as_json:
         typer.echo(json.dumps({"tuners": tuners, "suite": suite_name, "experiments": experiments}, indent=2))
-        return
-    from vptbench.reporting.console import make_table
+    else:
+        from vptbench.reporting.console import make_table
 
-    out = table_console()
-    table = make_table("Tuners (entry-point group vptbench.tuners)", ("Name", "Distribution", "Version", "Status"))
-    for t in tuners:
-        table.add_row(t["name"], t["distribution"], t["version"], "ok" if t["status"] == "ok" else f"[red]broken[/]: {t['error']}")
-    out.print(table)
-    table = make_table(f"Suite '{suite_name}' ({chosen.model} on {chosen.dataset}): {chosen.description}", ("Experiment", "Tuner", "Params", "Description"))
-    for e in experiments:
-        table.add_row(e["id"], e["tuner"], json.dumps(e["params"]) if e["params"] else "", e["description"])
-    out.print(table)
+        out = table_console()
+        table = make_table("Tuners (entry-point group vptbench.tuners)", ("Name", "Distribution", "Version", "Status"))
+        for t in tuners:
+            table.add_row(t["name"], t["distribution"], t["version"], "ok" if t["status"] == "ok" else f"[red]broken[/]: {t['error']}")
+        out.print(table)
+        columns = ("Experiment", "Tuner", "Params", "Description", "Status")
+        table = make_table(f"Suite '{suite_name}' ({chosen.model} on {chosen.dataset}): {chosen.description}", columns)
+        for e in experiments:
+            status = "ok" if e["status"] == "ok" else f"[red]{e['status']}[/]"
+            table.add_row(e["id"], e["tuner"], json.dumps(e["params"]) if e["params"] else "", e["description"], status)
+        out.print(table)
+    if invalid:
+        raise ConfigError(f"{len(invalid)} experiment(s) cannot run; first: {invalid[0]['error']}")
 
 
 @app.command()
