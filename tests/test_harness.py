@@ -8,7 +8,7 @@ from torch import nn
 
 from vptbench.data import ImageData, ImageSplit, make_splits
 from vptbench.harness.runner import PlannedExperiment, QuietObserver, Workbench, run_one
-from vptbench.harness.trainer import Batches, EpochRecord, epochs_to_converge, fit
+from vptbench.harness.trainer import Batches, EpochRecord, Precision, epochs_to_converge, fit
 from vptbench.plugins import load_tuner
 from vptbench.protocol import Task
 from vptbench.registry import Convergence, Experiment, Training
@@ -185,3 +185,11 @@ def test_compiled_training_matches_eager():
     assert compiled["status"] == "ok"
     assert compiled["test_accuracy"] == pytest.approx(eager["test_accuracy"], abs=0.05)
     assert [row["train_loss"] for row in compiled["history"]] == pytest.approx([row["train_loss"] for row in eager["history"]], rel=1e-3)
+
+
+@pytest.mark.parametrize(("capability", "expected"), [((9, 0), "bf16"), ((8, 0), "bf16"), ((7, 5), "fp16")])
+def test_auto_precision_is_bf16_on_ampere_and_later_else_scaled_fp16(monkeypatch, capability, expected):
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    precision = Precision("auto", torch.device("cuda"))
+    assert precision.name == expected and (precision.scaler is not None) == (expected == "fp16")
+    assert Precision("auto", torch.device("cpu")).name == "fp32"

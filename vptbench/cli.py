@@ -317,7 +317,7 @@ def bench(
     steps: Annotated[int, typer.Option(min=1, help="Timed steps per strategy.")] = 10,
     warmup: Annotated[int, typer.Option(min=0, help="Untimed steps first.")] = 3,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
-    precision: Annotated[str, typer.Option(help="auto (bf16 on CUDA, else fp32), fp32, bf16 or fp16.")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto (bf16 on CUDA, fp16 before Ampere, else fp32), fp32, bf16 or fp16.")] = "auto",
     compile_model: Annotated[bool, typer.Option("--compile", help="torch.compile each model first.")] = False,
     peak_tflops: Annotated[float | None, typer.Option(help="Device peak for MFU when it is not in the built-in table.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Rows as JSON on stdout.")] = False,

@@ -67,11 +67,12 @@ class Evaluation:
 
 
 class Precision:
-    """Mixed precision where it is safe and fast (CUDA), the plain fp32 path everywhere else."""
+    """Mixed precision where it is safe and fast (CUDA: bf16, or fp16 with loss scaling on cards
+    older than Ampere, which only emulate bf16), the plain fp32 path everywhere else."""
 
     def __init__(self, name: str, device: torch.device) -> None:
         if name == "auto":
-            name = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+            name = "fp32" if device.type != "cuda" else "bf16" if torch.cuda.get_device_capability(device)[0] >= 8 else "fp16"
         self.name = name
         self.dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
         self.device_type = device.type

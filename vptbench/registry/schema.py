@@ -105,7 +105,7 @@ class Training(Strict):
     accumulation_steps: Annotated[int, Field(ge=1, description="micro-batches per step (same effective batch, less memory)")] = 1
     eval_batch_size: Annotated[int, Field(ge=1)] = 256
     val_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="auto: bf16 autocast on CUDA, fp32 elsewhere")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="auto: bf16 autocast on CUDA (scaled fp16 before Ampere), fp32 elsewhere")
     compile: bool = Field(False, description="torch.compile the model before training")
     eval_every: Annotated[int, Field(ge=1, description="validate every N epochs (and after the last)")] = 1
     seeds: Annotated[list[Seed], Field(min_length=1), AfterValidator(_unique)] = [0]
