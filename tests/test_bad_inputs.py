@@ -169,13 +169,20 @@ def test_bad_command_line_values(cli, tiny_config, tmp_path, args, expected):
     [
         (("run", "--all", "--epochs", "0"), "error: Invalid value for '--epochs'"),
         (("run", "--all", "--bogus"), "error: No such option: --bogus (see '"),
-        (("frobnicate",), "error: No such command 'frobnicate'."),
+        (("frobnicate",), "error: No such command 'frobnicate' (see '"),
     ],
 )
 def test_click_usage_errors_are_one_line_too(cli, args, expected):
     code, out, err = cli(*args)
     assert code == 2 and err.strip().splitlines() == [err.strip()] and err.startswith(expected)
     assert "Usage:" not in err and "Traceback" not in out + err
+
+
+def test_help_exits_zero_and_no_arguments_shows_help_with_exit_two(cli):
+    code, out, err = cli("--help")
+    assert code == 0 and "run" in out and "list" in out
+    code, out, err = cli()
+    assert code == 2 and "Usage:" in out + err and "error:" not in err
 
 
 def test_a_repeated_experiment_id_runs_once(cli, tiny_config, tmp_path):

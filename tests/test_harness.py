@@ -180,9 +180,13 @@ def test_every_strategy_trains_under_mixed_precision_as_in_fp32(precision):
 
 
 def test_compiled_training_matches_eager():
+    from torch._dynamo.utils import counters
+
     bench = _bench()
-    eager, compiled = (run_one(bench, _plan("vpt-shallow", training={"compile": flag}, num_tokens=2), 0, QuietObserver()) for flag in (False, True))
-    assert compiled["status"] == "ok"
+    eager = run_one(bench, _plan("vpt-shallow", num_tokens=2), 0, QuietObserver())
+    counters.clear()
+    compiled = run_one(bench, _plan("vpt-shallow", training={"compile": True}, num_tokens=2), 0, QuietObserver())
+    assert compiled["status"] == "ok" and counters["stats"]["unique_graphs"] >= 1  # dynamo really compiled
     assert compiled["test_accuracy"] == pytest.approx(eager["test_accuracy"], abs=0.05)
     assert [row["train_loss"] for row in compiled["history"]] == pytest.approx([row["train_loss"] for row in eager["history"]], rel=1e-3)
 

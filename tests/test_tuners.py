@@ -120,6 +120,22 @@ def test_frozen_feature_tuners_switch_only_the_head(name):
     assert not any(module.training for module in tuner.modules())
 
 
+def test_a_frozen_feature_subclass_switches_its_own_modules():
+    from vptbench.tuners.heads import FrozenFeatureTuner, LinearHead
+
+    clip, tokenizer, _ = tiny_clip()
+    task = Task(["one", "two"], ["{}"], tokenizer)
+
+    class WithDropout(FrozenFeatureTuner):
+        def __init__(self):
+            super().__init__(clip.requires_grad_(False), LinearHead(clip, task))
+            self.dropout = torch.nn.Dropout(0.5)
+
+    tuner = WithDropout().train()
+    assert tuner.dropout.training and not tuner.clip.training
+    assert not tuner.eval().dropout.training
+
+
 def test_config_rejects_unknown_keys_and_bad_combinations():
     from pydantic import ValidationError
 

@@ -21,28 +21,30 @@ def error_line(message: str) -> None:
     console.print(f"[bold red]error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
 
 
-# Click's usage error, whichever click this typer uses (newer typers vendor their own copy).
+# Click's exceptions, from whichever click this typer uses (newer typers vendor their own copy).
 ClickUsageError = typer.BadParameter.__base__
+ClickException = ClickUsageError.__base__
 NoArgsIsHelp = getattr(sys.modules[ClickUsageError.__module__], "NoArgsIsHelpError", ())
 
 
 class OneLineErrors(TyperGroup):
-    """Click's own usage errors (an unknown option, a value out of range) get the same one red line
-    and exit code 2 as ours, instead of a usage banner and a boxed message."""
+    """Click's own errors (an unknown option, a value out of range) get the same one red line and
+    exit code as ours, instead of a usage banner and a boxed message."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         try:
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        except ClickUsageError as exc:
+        except ClickException as exc:
             if isinstance(exc, NoArgsIsHelp):
                 exc.show()
             else:
-                hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
-                error_line(f"{exc.format_message()}{hint}")
+                ctx = getattr(exc, "ctx", None)
+                hint = f" (see '{ctx.command_path} --help')" if ctx else ""
+                error_line(f"{exc.format_message().rstrip('.')}{hint}")
             code = exc.exit_code
-        except typer.Abort:
+        except typer.Abort as exc:  # older typers: Ctrl-C outside a command
             error_line("aborted")
-            code = 1
+            code = 130 if isinstance(exc.__context__, KeyboardInterrupt) else 1
         code = code if isinstance(code, int) else 0
         if standalone_mode:
             sys.exit(code)
@@ -99,10 +101,11 @@ def list_command(
     suite: SuiteOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")] = False,
 ) -> None:
-    """List installed tuners (with load status) and the suite's experiments (with their params checked)."""
+    """List installed tuners (with load status) and the suite's experiments, each checked: invalid
+    params exit 2; a broken plugin's experiments show as broken, as `run` records them failed."""
     from vptbench import plugins
     from vptbench.errors import ConfigError
-    from vptbench.harness.suite import plan_experiments, select_suite
+    from vptbench.harness.suite import check_experiments, select_suite
     from vptbench.registry import load_registry
 
     registry, config_path = load_registry(config)
@@ -113,14 +116,7 @@ def list_command(
         tuners.append(
             {"name": name, "distribution": plugin.distribution, "version": plugin.version, "status": "ok" if status.ok else "broken", "error": status.error}
         )
-    experiments = []
-    for eid, e in chosen.experiments.items():
-        try:
-            (planned,) = plan_experiments(suite_name, chosen, config_path, [eid])
-            status, error = ("broken", planned.error) if planned.error else ("ok", "")
-        except ConfigError as exc:
-            status, error = "invalid", str(exc)
-        experiments.append({"id": eid, "tuner": e.tuner, "params": e.params, "description": e.description, "status": status, "error": error})
+    experiments = check_experiments(suite_name, chosen, config_path)
     invalid = [e for e in experiments if e["status"] == "invalid"]
     if as_json:
         typer.echo(json.dumps({"tuners": tuners, "suite": suite_name, "experiments": experiments}, indent=2))

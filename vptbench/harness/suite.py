@@ -90,6 +90,19 @@ def plan_experiments(
     return plans
 
 
+def check_experiments(suite_name: str, suite: Suite, config_path: Path) -> list[dict]:
+    """Each experiment as `vptbench list` shows it: ok, invalid (its config error) or broken (its plugin's)."""
+    rows = []
+    for experiment_id, spec in suite.experiments.items():
+        try:
+            (planned,) = plan_experiments(suite_name, suite, config_path, [experiment_id])
+            status, error = ("broken", planned.error) if planned.error else ("ok", "")
+        except ConfigError as exc:
+            status, error = "invalid", str(exc)
+        rows.append({"id": experiment_id, "tuner": spec.tuner, "params": spec.params, "description": spec.description, "status": status, "error": error})
+    return rows
+
+
 @dataclass
 class SuitePlan:
     """Everything a suite run needs, resolved: from the registry, or from a run directory to resume."""

@@ -178,7 +178,8 @@ def fit(
             losses.append(loss)
             predicted.append(logits.argmax(dim=-1))
             labels.append(y)
-        sizes = torch.tensor([len(y) for y in labels], device=device)
+        sizes = torch.full((len(labels),), float(training.batch_size), device=device)
+        sizes[-1] = len(labels[-1])  # only the last batch may be short; no host-to-device copy
         loss_sum = (torch.stack(losses) * sizes).sum()
         correct = (torch.cat(predicted) == torch.cat(labels)).sum()
         seen = sum(len(y) for y in labels)

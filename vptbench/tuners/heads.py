@@ -64,10 +64,12 @@ class FrozenFeatureTuner(nn.Module):
         self.head = head
 
     def train(self, mode: bool = True) -> FrozenFeatureTuner:
-        """Only the head switches: the frozen backbone stays in eval mode, as its cached features were
-        computed (and walking its hundreds of modules twice an epoch is a fifth of a linear probe's time)."""
+        """Everything but the frozen backbone switches: it stays in eval mode, as its cached features
+        were computed (and walking its hundreds of modules twice an epoch is a fifth of a linear probe's time)."""
         self.training = mode
-        self.head.train(mode)
+        for child in self.children():
+            if child is not self.clip:
+                child.train(mode)
         return self
 
     def feature_key(self) -> str:
