@@ -118,3 +118,19 @@ def test_help_is_fast_and_imports_no_torch():
     code = "import sys\nfrom vptbench.cli import app\ntry:\n    app(['--help'])\nexcept SystemExit:\n    pass\nprint('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip().splitlines()[-1] == "False"
+
+
+@pytest.mark.parametrize(("bars", "shown"), [(None, False), ("0", True)])
+def test_library_progress_bars_give_way_to_ours(tiny_config, tmp_path, bars, shown):
+    """`datasets` is quieted through its environment (it is imported only for Hub and folder data);
+    a user who asks for its bars still gets them."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "HF_DATASETS_DISABLE_PROGRESS_BARS"}
+    env |= {"HF_HUB_OFFLINE": "1", "HF_DATASETS_CACHE": str(tmp_path / "hf-cache")}  # no cached split: it is generated
+    if bars is not None:
+        env["HF_DATASETS_DISABLE_PROGRESS_BARS"] = bars
+    command = [sys.executable, "-m", "vptbench.cli", "run", "E1", "--config", str(tiny_config), "--output", str(tmp_path / "out"), "--quiet"]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert ("Generating train split" in result.stderr) == shown

@@ -374,14 +374,20 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def _quiet_libraries() -> None:
-    """Our own bars and errors replace the libraries' download bars and warnings."""
-    import datasets
+    """Our own bars and errors replace the libraries' download bars and warnings. `datasets` is
+    quieted through its environment when it is not loaded yet: built-in data never imports it."""
+    import os
+
     import transformers
 
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
-    datasets.disable_progress_bars()
-    datasets.logging.set_verbosity_error()
+    if "datasets" in sys.modules:
+        sys.modules["datasets"].disable_progress_bars()
+        sys.modules["datasets"].logging.set_verbosity_error()
+    else:
+        os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("DATASETS_VERBOSITY", "error")
 
 
 if __name__ == "__main__":  # pragma: no cover
