@@ -132,6 +132,18 @@ def test_cuda_out_of_memory_is_a_status_and_can_retry_with_accumulation(cli, tin
     assert (record["batch_size"], record["accumulation_steps"]) == (8, 4)
 
 
+def test_a_dataset_too_large_for_the_device_is_one_line(cli, tiny_config, tmp_path, monkeypatch):
+    from vptbench.data import ImageData
+
+    def no_room(self, device):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 15.00 GiB")
+
+    monkeypatch.setattr(ImageData, "to", no_room)
+    code, out, err = cli("run", "E1", "--config", tiny_config, "--output", tmp_path, "--quiet")
+    assert code == 2 and "Traceback" not in out + err
+    assert "error: datasets.colors: the decoded images (0.0 GiB as uint8) do not fit in cpu memory" in err
+
+
 def test_accumulation_keeps_the_effective_batch():
     """Micro-batches must add up to the same gradients as the whole batch."""
     from vptbench.harness.trainer import Precision, train_step

@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from pydantic import ValidationError
 
 from vptbench import plugins
 from vptbench.data import load_images, make_splits
-from vptbench.errors import ConfigError, PluginError, UsageError, first_line, unknown_name
+from vptbench.errors import ConfigError, DataError, PluginError, UsageError, first_line, unknown_name
 from vptbench.harness.device import describe, use_device
 from vptbench.harness.executors import Executor, LocalExecutor
 from vptbench.harness.features import FeatureStore
@@ -182,7 +183,12 @@ def prepare(plan: SuitePlan, device_name: str, progress=None, feature_cache: Pat
     if plan.experiments:  # a split that cannot be made fails now, not once per run
         make_splits(data, plan.experiments[0].training.val_fraction, plan.seeds[0])
     task = Task(list(plan.dataset.class_names), list(plan.dataset.templates), model.tokenizer)
-    return Workbench(model, data.to(device), task, device, FeatureStore(feature_cache))
+    try:
+        on_device = data.to(device)
+    except torch.cuda.OutOfMemoryError:
+        size = sum(s.pixels.nbytes for s in (data.train, data.test, data.validation) if s is not None) / 2**30
+        raise DataError(f"datasets.{plan.dataset_name}: the decoded images ({size:.1f} GiB as uint8) do not fit in {describe(device)} memory") from None
+    return Workbench(model, on_device, task, device, FeatureStore(feature_cache))
 
 
 def run_suite(
