@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -63,3 +64,28 @@ def test_a_task_whose_worker_dies_is_retried_then_failed(local_ray, tiny_config,
     statuses = {r["experiment"]: (r["status"], r["error"]) for r in result.records}
     assert statuses["E2"][0] == "ok"
     assert statuses["X1"][0] == "failed" and "Ray task failed after 1 retries" in statuses["X1"][1]
+
+
+def test_ctrl_c_cancels_what_is_still_on_the_cluster_and_records_it(local_ray, tiny_config, tmp_path, monkeypatch):
+    """The interrupt lands in the suite's own code (saving a record), not in Ray's wait: the tasks
+    still outstanding must be cancelled and recorded as interrupted all the same."""
+    from vptbench.harness.executors import RayExecutor
+    from vptbench.harness.runner import QuietObserver
+    from vptbench.harness.suite import plan_experiments, prepare, run_suite, select_suite, suite_plan
+    from vptbench.registry import load_registry
+
+    class InterruptAfterFirst(QuietObserver):
+        def run_done(self, record):
+            raise KeyboardInterrupt
+
+    cancelled = []
+    real_cancel = ray.cancel
+    monkeypatch.setattr(ray, "cancel", lambda ref, **kw: (cancelled.append(ref), real_cancel(ref, **kw))[1])
+    registry, path = load_registry(tiny_config)
+    name, suite = select_suite(registry, "s")
+    plan = suite_plan(registry, path, name, plan_experiments(name, suite, path, ["E1", "E2"]), [0, 1, 2])
+    with pytest.raises(KeyboardInterrupt):
+        run_suite(plan, prepare(plan, "cpu"), tmp_path, InterruptAfterFirst(), executor=RayExecutor(None, "cpu"))
+    statuses = sorted(json.loads(p.read_text())["status"] for p in (tmp_path / "runs").glob("*.json"))
+    assert statuses.count("interrupted") == len(cancelled) == 6 - statuses.count("ok") and "ok" in statuses
+    assert json.loads((tmp_path / "run.json").read_text())["status"] == "interrupted"

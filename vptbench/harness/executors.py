@@ -83,10 +83,9 @@ class RayExecutor:
                     yield ray.get(ready)
                 except ray.exceptions.RayError as exc:  # the worker died more often than retries allow
                     yield failed_record(experiment, seed, f"Ray task failed after {self.max_retries} retries: {first_line(exc)}")
-        except KeyboardInterrupt:
+        finally:  # Ctrl-C here or in the suite (which closes this generator): nothing runs on
             for ref in self._outstanding:
                 ray.cancel(ref, force=True)
-            raise
 
     def in_flight(self) -> Pending:
         return list(self._outstanding.values())

@@ -218,14 +218,17 @@ def run_suite(
     with RunLock(run_dir):
         write_json(run_dir / RUN_FILE, meta)
         status = "interrupted"
+        runs = executor.run(bench, pending, observer, retry_oom)
         try:
-            for record in executor.run(bench, pending, observer, retry_oom):
+            for record in runs:
                 _keep(run_dir, result, record, order)
                 write_reports(run_dir, meta, result.records)
                 observer.run_done(record)
             status = "finished"
         except KeyboardInterrupt:
-            for experiment, seed in executor.in_flight():  # recorded too, then the interrupt goes on
+            in_flight = executor.in_flight()
+            runs.close()  # the executor stops what it still runs, wherever the interrupt landed
+            for experiment, seed in in_flight:  # recorded too, then the interrupt goes on
                 _keep(run_dir, result, {**failed_record(experiment, seed, "interrupted by the user (Ctrl-C)"), "status": "interrupted"}, order)
             raise
         finally:
