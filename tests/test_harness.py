@@ -197,3 +197,18 @@ def test_auto_precision_is_bf16_on_ampere_and_later_else_scaled_fp16(monkeypatch
     precision = Precision("auto", torch.device("cuda"))
     assert precision.name == expected and (precision.scaler is not None) == (expected == "fp16")
     assert Precision("auto", torch.device("cpu")).name == "fp32"
+
+
+def test_class_text_features_are_computed_once_per_suite(monkeypatch):
+    import vptbench.tuners.heads as heads
+
+    calls = []
+    real = heads.class_text_features
+    monkeypatch.setattr(heads, "class_text_features", lambda *args: (calls.append(args), real(*args))[1])
+    bench = _bench()
+    shared = [run_one(bench, plan, seed, QuietObserver()) for plan, seed in ((_plan("zero-shot"), 0), (_plan("zero-shot"), 1), (_plan("vpt-shallow", num_tokens=2, head="text"), 0))]
+    assert len(calls) == 1  # two experiments, two seeds, one computation
+    run_one(bench, _plan("zero-shot", templates=["{}"]), 0, QuietObserver())
+    assert len(calls) == 2  # other templates are other features
+    fresh = run_one(_bench(), _plan("zero-shot"), 0, QuietObserver())  # another suite computes its own
+    assert len(calls) == 3 and fresh["test_loss"] == shared[0]["test_loss"] == shared[1]["test_loss"]

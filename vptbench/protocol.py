@@ -7,7 +7,8 @@ A tuner owns only how it changes the model and how a batch becomes class logits.
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
@@ -25,15 +26,25 @@ class TunerConfig(BaseModel):
 
 @dataclass(frozen=True)
 class Task:
-    """What a tuner may know about the classification task."""
+    """What a tuner may know about the classification task. The harness hands one task to every run
+    of a suite, so `reuse` can share frozen work between them."""
 
     class_names: list[str]
     templates: list[str]
     tokenizer: PreTrainedTokenizerBase
+    _reused: dict[str, Tensor] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    def reuse(self, key: str, compute: Callable[[], Tensor]) -> Tensor:
+        """`compute()` once per suite, a copy for each caller after that: for values that depend
+        only on the untouched frozen model and this task, e.g. class-text features; `key` names
+        everything else they depend on."""
+        if key not in self._reused:
+            self._reused[key] = compute().detach()
+        return self._reused[key].clone()
 
 
 @runtime_checkable

@@ -26,14 +26,19 @@ class LinearHead(nn.Module):
 
 
 class TextHead(nn.Module):
-    """CLIP's frozen zero-shot classifier: scaled cosine similarity to class-prompt embeddings."""
+    """CLIP's frozen zero-shot classifier: scaled cosine similarity to class-prompt embeddings,
+    computed once per suite from the untouched text tower."""
 
     def __init__(self, clip: CLIPModel, task: Task, templates: list[str] | None = None) -> None:
         super().__init__()
         self.clip = [clip]  # a list keeps CLIP out of this module's parameters (its owner holds it)
-        with torch.no_grad():
-            features = class_text_features(clip, class_prompts(task.tokenizer, task.class_names, templates or task.templates))
-        self.register_buffer("text_features", features)
+        templates = templates or task.templates
+
+        @torch.no_grad()
+        def compute() -> Tensor:
+            return class_text_features(clip, class_prompts(task.tokenizer, task.class_names, templates))
+
+        self.register_buffer("text_features", task.reuse(f"class-text-features:{templates}", compute))
 
     def forward(self, features: Tensor) -> Tensor:
         return cosine_logits(self.clip[0], features, self.text_features)
