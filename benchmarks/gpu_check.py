@@ -77,8 +77,8 @@ class Check:
 
     def bench(self, title: str, args: list[str], json_name: str) -> None:
         code, out, _, stopped = self.vptbench(["bench", *args])
-        try:
-            result = json.loads(out) if code == 0 else None
+        try:  # exit 1 still prints rows: the strategies that could be timed
+            result = json.loads(out) if code in (0, 1) else None
         except json.JSONDecodeError:
             result = None
         if result is None:
@@ -87,7 +87,8 @@ class Check:
             return
         (self.out / json_name).write_text(out)
         for row in result["rows"]:
-            self.best[row["experiment"]] = max(self.best.get(row["experiment"], 0.0), row["images_per_second"])
+            if "error" not in row:
+                self.best[row["experiment"]] = max(self.best.get(row["experiment"], 0.0), row["images_per_second"])
         self.add(
             [
                 f"## {title} — {result['device']}",
@@ -164,6 +165,9 @@ def throughput_table(rows: list[dict]) -> list[str]:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['experiment']} | {r['tuner']} | failed: {r['error']} | | | | | | | |")
+            continue
         mfu = f"{100 * r['mfu']:.1f} %" if r["mfu"] is not None else "–"
         lines.append(
             f"| {r['experiment']} | {r['tuner']} | {r['mode']} | {r['trainable_params']:,} | {r['step_ms']:.1f} ms | "

@@ -134,3 +134,27 @@ def test_library_progress_bars_give_way_to_ours(tiny_config, tmp_path, bars, sho
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr
     assert ("Generating train split" in result.stderr) == shown
+
+
+def test_bench_times_each_strategy_and_keeps_the_others_when_one_fails(cli, tiny_config, monkeypatch):
+    args = ("bench", "--config", tiny_config, "--suite", "s", "--model", "tiny", "--device", "cpu", "--batch-size", "4", "--steps", "2", "--warmup", "1", "--json")
+    code, out, err = cli(*args)
+    assert code == 0, err
+    rows = json.loads(out)["rows"]
+    assert [(r["experiment"], r["mode"]) for r in rows] == [("E1", "forward"), ("E2", "forward")]
+    assert all(r["images_per_second"] > 0 and r["gflops_per_image"] > 0 and r["mfu"] is None for r in rows)
+
+    from vptbench.harness import throughput
+
+    real = throughput.measure
+
+    def e1_out_of_memory(plan, *rest, **kwargs):
+        if plan.id == "E1":
+            raise RuntimeError("CUDA out of memory\nsecond line")
+        return real(plan, *rest, **kwargs)
+
+    monkeypatch.setattr(throughput, "measure", e1_out_of_memory)
+    code, out, err = cli(*args)
+    rows = json.loads(out)["rows"]
+    assert code == 1 and rows[0] == {"experiment": "E1", "tuner": "zero-shot", "error": "RuntimeError: CUDA out of memory"}
+    assert rows[1]["experiment"] == "E2" and rows[1]["images_per_second"] > 0

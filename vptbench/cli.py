@@ -219,7 +219,7 @@ def _execute(plan, device: str, target: Path, resuming: bool, quiet: bool, finis
     total = len(plan.experiments) * len(plan.seeds)
     observer = QuietObserver() if quiet else RichObserver(console, total)
     with observer:
-        bench = prepare(plan, device, observer.progress, feature_cache)
+        bench = prepare(plan, device, observer.progress, feature_cache, data_on_device=runner.runs_here)
         run_dir = target if resuming else new_run_dir(target, plan.suite)
         return run_suite(plan, bench, run_dir, observer, finished, retry_oom, runner)
 
@@ -321,7 +321,7 @@ def bench(
     """Time each strategy's training step (or frozen forward) on a synthetic batch."""
     from vptbench.harness.device import describe, use_device
     from vptbench.harness.suite import plan_experiments, select_suite
-    from vptbench.harness.throughput import measure
+    from vptbench.harness.throughput import measure_row
     from vptbench.models import load_model
     from vptbench.protocol import Task
     from vptbench.registry import load_registry
@@ -341,16 +341,25 @@ def bench(
     with console.status("timing") as status:
         for plan in plans:
             status.update(f"timing {plan.id} ({plan.spec.tuner})")
-            rows.append(measure(plan, loaded.clip, task, target, batch_size, steps, warmup, precision, compile_model, peak_tflops).as_dict())
+            rows.append(measure_row(plan, loaded.clip, task, target, batch_size, steps, warmup, precision, compile_model, peak_tflops))
+    failed = [r for r in rows if "error" in r]
     if as_json:
         typer.echo(json.dumps({"device": describe(target), "model": model, "rows": rows}, indent=2))
+        if failed:
+            raise typer.Exit(1)
         return
     columns = ("Experiment", "Tuner", "Mode", "Trainable", "Step", "Images/s", "GFLOPs/img", "TFLOP/s", "MFU", "Peak mem")
     table = make_table(f"Throughput on {describe(target)} — {model}, batch {batch_size}, {precision}", columns)
     for r in rows:
+        if "error" in r:
+            table.add_row(r["experiment"], r["tuner"], f"[red]failed[/]: {r['error']}", *[""] * 7)
+            continue
         mfu = f"{100 * r['mfu']:.1f} %" if r["mfu"] is not None else "–"
         table.add_row(r["experiment"], r["tuner"], r["mode"], f"{r['trainable_params']:,}", f"{r['step_ms']:.1f} ms", f"{r['images_per_second']:,.1f}", f"{r['gflops_per_image']:.3g}", f"{r['achieved_tflops']:.3g}", mfu, f"{r['peak_memory_mb']:,.0f} MiB")
     table_console().print(table)
+    if failed:
+        console.print(f"[red]{len(failed)} of {len(rows)} strategies could not be timed[/]")
+        raise typer.Exit(1)
 
 
 MAX_SEEDS = 1000

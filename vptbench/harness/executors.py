@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import Protocol
 
+import torch
+
 from vptbench.errors import UsageError, first_line
 from vptbench.harness.guarded import failed_record, run_guarded
 from vptbench.harness.runner import Observer, PlannedExperiment, QuietObserver, Workbench
@@ -19,6 +21,8 @@ Pending = list[tuple[PlannedExperiment, int]]
 
 
 class Executor(Protocol):
+    runs_here: bool  # runs use this process's device (else the suite's data stays on the CPU for the workers)
+
     def run(self, bench: Workbench, pending: Pending, observer: Observer, retry_oom: bool) -> Iterator[dict]: ...
 
     def in_flight(self) -> Pending:
@@ -28,6 +32,8 @@ class Executor(Protocol):
 
 class LocalExecutor:
     """One run after another in this process, with live progress."""
+
+    runs_here = True
 
     def __init__(self) -> None:
         self._current: Pending = []
@@ -47,7 +53,7 @@ def _remote_run(bench: Workbench, experiment: PlannedExperiment, seed: int, devi
     """A Ray task: the shared workbench (from the object store) on this worker's device."""
     from vptbench.harness.device import use_device
 
-    device = use_device(device_name)
+    device = use_device("cuda" if device_name.startswith("cuda") else device_name)  # Ray shows a task only its own GPU
     local = replace(bench, data=bench.data.to(device), device=device)
     return run_guarded(local, experiment, seed, QuietObserver(), retry_oom)
 
@@ -55,6 +61,8 @@ def _remote_run(bench: Workbench, experiment: PlannedExperiment, seed: int, devi
 class RayExecutor:
     """Each run is a Ray task (one GPU on CUDA, one CPU otherwise); a task whose worker dies is
     retried `max_retries` times, then recorded as failed; Ctrl-C cancels what is outstanding."""
+
+    runs_here = False
 
     def __init__(self, address: str | None, device_name: str, max_retries: int = 2) -> None:
         try:
@@ -71,7 +79,7 @@ class RayExecutor:
                 ray.init(address=self.address, include_dashboard=False, log_to_driver=False, configure_logging=False)
             except Exception as exc:  # noqa: BLE001 - connection errors come in many types
                 raise UsageError(f"--address: cannot connect to a Ray cluster at '{self.address}': {first_line(exc)}") from None
-        gpu = self.device_name.startswith("cuda") or (self.device_name == "auto" and bench.device.type == "cuda")
+        gpu = self.device_name.startswith("cuda") or (self.device_name == "auto" and torch.cuda.is_available())
         task = ray.remote(_remote_run).options(num_gpus=1 if gpu else 0, num_cpus=0 if gpu else 1, max_retries=self.max_retries)
         shared = ray.put(replace(bench, data=bench.data.to("cpu")))  # one copy in the object store for every task
         self._outstanding = {task.remote(shared, e, seed, self.device_name, retry_oom): (e, seed) for e, seed in pending}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import traceback
 from dataclasses import replace
 
@@ -23,6 +24,14 @@ def run_guarded(bench: Workbench, plan: PlannedExperiment, seed: int, observer: 
     try:
         record = run_one(bench, plan, seed, observer)
     except torch.cuda.OutOfMemoryError:
+        record = None  # handled below: inside this block the traceback keeps the failed run's tensors
+    except VptbenchError as exc:
+        return failed_record(plan, seed, str(exc))
+    except Exception as exc:  # noqa: BLE001 - a tuner's bug must not end the suite
+        record = failed_record(plan, seed, f"{type(exc).__name__}: {first_line(exc)} (traceback in errors.log)")
+        return {**record, "traceback": traceback.format_exc()}
+    if record is None:
+        gc.collect()
         torch.cuda.empty_cache()
         training = plan.training
         if retry_oom and training.accumulation_steps * 2 <= training.batch_size:
@@ -34,11 +43,6 @@ def run_guarded(bench: Workbench, plan: PlannedExperiment, seed: int, observer: 
             "or pass --retry-oom to accumulate gradients over smaller micro-batches at the same effective batch"
         )
         return {**failed_record(plan, seed, message), "status": "oom"}
-    except VptbenchError as exc:
-        return failed_record(plan, seed, str(exc))
-    except Exception as exc:  # noqa: BLE001 - a tuner's bug must not end the suite
-        record = failed_record(plan, seed, f"{type(exc).__name__}: {first_line(exc)} (traceback in errors.log)")
-        return {**record, "traceback": traceback.format_exc()}
     record["params"] = params_of(plan)
     record["reference"] = plan.spec.reference.model_dump() if plan.spec.reference else None
     return record

@@ -175,8 +175,9 @@ def _plan_from_meta(meta: dict) -> SuitePlan:
     )  # fmt: skip
 
 
-def prepare(plan: SuitePlan, device_name: str, progress=None, feature_cache: Path | None = None) -> Workbench:
-    """Load the model once and decode the dataset once, for every run of the suite."""
+def prepare(plan: SuitePlan, device_name: str, progress=None, feature_cache: Path | None = None, data_on_device: bool = True) -> Workbench:
+    """Load the model once and decode the dataset once, for every run of the suite; the data goes
+    to the device unless the runs happen elsewhere (Ray workers move it to their own)."""
     device = use_device(device_name)
     model = load_model(plan.model_name, plan.model)
     data = load_images(plan.dataset_name, plan.dataset, model, progress)
@@ -184,7 +185,7 @@ def prepare(plan: SuitePlan, device_name: str, progress=None, feature_cache: Pat
         make_splits(data, plan.experiments[0].training.val_fraction, plan.seeds[0])
     task = Task(list(plan.dataset.class_names), list(plan.dataset.templates), model.tokenizer)
     try:
-        on_device = data.to(device)
+        on_device = data.to(device if data_on_device else torch.device("cpu"))
     except torch.cuda.OutOfMemoryError:
         size = sum(s.pixels.nbytes for s in (data.train, data.test, data.validation) if s is not None) / 2**30
         raise DataError(f"datasets.{plan.dataset_name}: the decoded images ({size:.1f} GiB as uint8) do not fit in {describe(device)} memory") from None

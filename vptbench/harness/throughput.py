@@ -7,12 +7,14 @@ steps, and FLOPs counted by torch's FlopCounterMode rather than estimated.
 from __future__ import annotations
 
 import copy
+import gc
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from vptbench.errors import VptbenchError, first_line
 from vptbench.harness.device import clock, peak_memory, reset_peak_memory
 from vptbench.harness.runner import PlannedExperiment, count_parameters, uses_cached_features
 from vptbench.harness.seeding import seed_everything
@@ -94,3 +96,18 @@ def measure(
         seconds * 1e3, batch_size / seconds, flops / batch_size / 1e9, achieved,
         achieved / peak if peak else None, memory,
     )  # fmt: skip
+
+
+def measure_row(plan: PlannedExperiment, *args, **kwargs) -> dict:
+    """`measure` as a row; a strategy that fails (out of memory, a compile error) becomes a row with
+    its error, so the other strategies' figures are kept."""
+    try:
+        return measure(plan, *args, **kwargs).as_dict()
+    except VptbenchError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - one strategy's failure must not lose the others
+        error = f"{type(exc).__name__}: {first_line(exc)}"
+    gc.collect()  # outside the except block, so the failed attempt's tensors can be freed
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return {"experiment": plan.id, "tuner": plan.spec.tuner, "error": error}

@@ -26,8 +26,8 @@ class Batches:
         return len(self.labels)
 
     def iterate(self, batch_size: int, generator: torch.Generator | None = None) -> Iterator[tuple[Tensor, Tensor]]:
-        order = torch.randperm(len(self), generator=generator) if generator is not None else torch.arange(len(self))
-        order = order.to(self.labels.device)
+        device = self.labels.device
+        order = torch.randperm(len(self), generator=generator).to(device) if generator is not None else torch.arange(len(self), device=device)
         for start in range(0, len(self), batch_size):
             index = order[start : start + batch_size]
             yield self.transform(self.inputs[index]), self.labels[index]
