@@ -91,7 +91,7 @@ class RayExecutor:
                     yield ray.get(ready)
                 except ray.exceptions.RayError as exc:  # the worker died more often than retries allow
                     yield failed_record(experiment, seed, f"Ray task failed after {self.max_retries} retries: {first_line(exc)}")
-        finally:  # Ctrl-C here or in the suite (which closes this generator): nothing runs on
+        finally:  # Ctrl-C here, or the suite closing this generator: cancel what the cluster still runs
             for ref in self._outstanding:
                 ray.cancel(ref, force=True)
 

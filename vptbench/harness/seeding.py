@@ -11,8 +11,8 @@ import torch
 
 def seed_everything(seed: int) -> torch.Generator:
     """Seed python, numpy and torch, ask for deterministic kernels, return a batch-order generator.
-    On CPU the same seed gives the same bits; on CUDA, flash attention's backward has no
-    deterministic kernel, so results agree closely but not bit for bit."""
+    On CPU the same seed gives the same bits; on CUDA some kernels (attention's backward) have no
+    deterministic version, so results agree closely but not always bit for bit."""
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     random.seed(seed)
     np.random.seed(seed)
