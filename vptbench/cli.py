@@ -4,52 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
-from functools import wraps
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from typer.core import TyperGroup
 
-from vptbench.errors import UsageError, VptbenchError
-
-console = Console(stderr=True)
-
-
-def error_line(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
-
-
-# Click's exceptions, from whichever click this typer uses (newer typers vendor their own copy).
-ClickUsageError = typer.BadParameter.__base__
-ClickException = ClickUsageError.__base__
-NoArgsIsHelp = getattr(sys.modules[ClickUsageError.__module__], "NoArgsIsHelpError", ())
-
-
-class OneLineErrors(TyperGroup):
-    """Click's own errors (an unknown option, a value out of range) get the same one red line and
-    exit code as ours, instead of a usage banner and a boxed message."""
-
-    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
-        try:
-            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        except ClickException as exc:
-            if isinstance(exc, NoArgsIsHelp):
-                exc.show()
-            else:
-                ctx = getattr(exc, "ctx", None)
-                hint = f" (see '{ctx.command_path} --help')" if ctx else ""
-                error_line(f"{exc.format_message().rstrip('.')}{hint}")
-            code = exc.exit_code
-        except typer.Abort as exc:  # older typers: Ctrl-C outside a command
-            error_line("aborted")
-            code = 130 if isinstance(exc.__context__, KeyboardInterrupt) else 1
-        code = code if isinstance(code, int) else 0
-        if standalone_mode:
-            sys.exit(code)
-        return code
-
+from vptbench.errors import UsageError
+from vptbench.terminal import DEBUG, OneLineErrors, console, reports_errors, table_console
 
 app = typer.Typer(
     cls=OneLineErrors,
@@ -58,35 +19,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-DEBUG = {"on": False}
-
 ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="Registry TOML (default: ./benchmark.toml, else the packaged one).")]
 SuiteOption = Annotated[str | None, typer.Option("--suite", "-s", help="Suite to use (default: the registry's default_suite).")]
-
-
-def table_console(stderr: bool = False) -> Console:
-    """Wide tables stay readable in logs: off a terminal, Rich would squeeze them into 80 columns."""
-    probe = Console(stderr=stderr)
-    return probe if probe.is_terminal else Console(stderr=stderr, width=160)
-
-
-def reports_errors(command):
-    """Turn every expected error into one red line and its exit code; tracebacks only with --debug."""
-
-    @wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except VptbenchError as exc:
-            if DEBUG["on"]:
-                raise
-            error_line(str(exc))
-            raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            console.print("[yellow]interrupted[/]: finished runs are kept")
-            raise typer.Exit(130) from None
-
-    return wrapper
 
 
 @app.callback()
