@@ -23,10 +23,14 @@ def eos_positions(clip: CLIPModel, input_ids: Tensor) -> Tensor:
 
 
 def text_features_with_context(
-    clip: CLIPModel, input_ids: Tensor, attention_mask: Tensor, context: Tensor
+    clip: CLIPModel, input_ids: Tensor, attention_mask: Tensor, context: Tensor, masks: dict | None = None
 ) -> Tensor:
     """Projected text features with `context` ((n_ctx, width) shared, or (classes, n_ctx, width))
-    replacing the token embeddings at positions 1..n_ctx."""
+    replacing the token embeddings at positions 1..n_ctx.
+
+    `masks` keeps the attention mask between calls with the same prompts: building it inspects the
+    padding on the host, which on CUDA is a device synchronisation every step.
+    """
     text = clip.text_model
     tokens = text.embeddings.token_embedding(input_ids)
     if context.dim() == 2:
@@ -34,9 +38,12 @@ def text_features_with_context(
     n_ctx = context.shape[1]
     tokens = torch.cat([tokens[:, :1], context.to(tokens.dtype), tokens[:, 1 + n_ctx :]], dim=1)
     hidden = text.embeddings(inputs_embeds=tokens)
-    # no cache, passed by position: transformers renamed that argument (past_key_values, then cache)
-    mask = create_causal_mask(text.config, hidden, attention_mask, None)
-    hidden = text.encoder(inputs_embeds=hidden, attention_mask=mask, is_causal=True).last_hidden_state
+    masks = {} if masks is None else masks
+    key = (hidden.device, hidden.dtype, tuple(hidden.shape))
+    if key not in masks:
+        # no cache, passed by position: transformers renamed that argument (past_key_values, then cache)
+        masks[key] = create_causal_mask(text.config, hidden, attention_mask, None)
+    hidden = text.encoder(inputs_embeds=hidden, attention_mask=masks[key], is_causal=True).last_hidden_state
     hidden = text.final_layer_norm(hidden)
     pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), eos_positions(clip, input_ids)]
     return clip.text_projection(pooled)

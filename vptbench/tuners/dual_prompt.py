@@ -49,11 +49,12 @@ class DualPrompt(nn.Module):
         tokens = tokenize(task.tokenizer, [f"{prefix} {name}." for name in task.class_names])
         self.register_buffer("input_ids", tokens["input_ids"], persistent=False)
         self.register_buffer("attention_mask", tokens["attention_mask"], persistent=False)
+        self.masks: dict = {}  # the prompts never change, so neither does their attention mask
 
     def forward(self, pixel_values: Tensor) -> Tensor:
         prompts = self.visual.per_layer() if self.visual is not None else None
         image = prompted_image_features(self.clip, pixel_values, prompts)
-        text = text_features_with_context(self.clip, self.input_ids, self.attention_mask, self.context)
+        text = text_features_with_context(self.clip, self.input_ids, self.attention_mask, self.context, self.masks)
         return cosine_logits(self.clip, image, text)
 
 
