@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, get_args
 
 import typer
 
@@ -254,23 +254,21 @@ def bench(
 ) -> None:
     """Time each strategy's training step (or frozen forward) on a synthetic batch."""
     from vptbench.harness.device import describe, use_device
-    from vptbench.harness.suite import plan_experiments, select_suite
+    from vptbench.harness.suite import plan_experiments, select_suite, task_for
     from vptbench.harness.throughput import measure_row
     from vptbench.models import load_model
-    from vptbench.protocol import Task
-    from vptbench.registry import load_registry
+    from vptbench.registry import PrecisionName, load_registry
     from vptbench.reporting.console import make_table
 
-    if precision not in ("auto", "fp32", "bf16", "fp16"):
-        raise UsageError(f"--precision: '{precision}' is not one of auto, fp32, bf16, fp16")
+    if precision not in get_args(PrecisionName):
+        raise UsageError(f"--precision: '{precision}' is not one of {', '.join(get_args(PrecisionName))}")
     registry, config_path = load_registry(config)
     suite_name, chosen = select_suite(registry, suite, model)
     plans = [p for p in plan_experiments(suite_name, chosen, config_path, ids or list(chosen.experiments)) if p.tuner]
     target = use_device(device)
     _quiet_libraries()
     loaded = load_model(model, registry.models[model])
-    dataset = registry.datasets[chosen.dataset]
-    task = Task(list(dataset.class_names), list(dataset.templates), loaded.tokenizer)
+    task = task_for(registry.datasets[chosen.dataset], loaded)
     rows = []
     with console.status("timing") as status:
         for plan in plans:

@@ -131,9 +131,7 @@ def load_run_dir(run_dir: Path) -> tuple[dict, list[dict]]:
     if missing or bad:
         what = f"{RUN_FILE} lacks {', '.join(missing)}" if missing else f"{len(bad)} record(s) under {RUNS_DIR}/ are not run records"
         raise UsageError(f"'{run_dir}' is not a valid vptbench run directory ({what})")
-    order = {key: i for i, key in enumerate(meta["plan"])}
-    records.sort(key=lambda r: order.get(run_key(r["experiment"], r["seed"]), len(order)))
-    return meta, records
+    return meta, in_plan_order(records, meta["plan"])
 
 
 def combine_run_dirs(run_dirs: list[Path]) -> tuple[dict, list[dict]]:
@@ -158,8 +156,13 @@ def combine_run_dirs(run_dirs: list[Path]) -> tuple[dict, list[dict]]:
         "status": "combined",
         "sources": [str(d) for d in run_dirs],
     }
+    return meta, in_plan_order(list(by_key.values()), plan)
+
+
+def in_plan_order(records: list[dict], plan: list[str]) -> list[dict]:
+    """Records ordered as the plan lists their (experiment, seed); any the plan lacks come last."""
     order = {key: i for i, key in enumerate(plan)}
-    return meta, sorted(by_key.values(), key=lambda r: order.get(run_key(r["experiment"], r["seed"]), len(order)))
+    return sorted(records, key=lambda r: order.get(run_key(r["experiment"], r["seed"]), len(order)))
 
 
 def latest_run_dir(output: Path) -> Path:

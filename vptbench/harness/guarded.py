@@ -16,6 +16,10 @@ def params_of(plan: PlannedExperiment) -> dict:
     return plan.config.model_dump(mode="json") if plan.config is not None else dict(plan.spec.params)
 
 
+def reference_of(plan: PlannedExperiment) -> dict | None:
+    return plan.spec.reference.model_dump() if plan.spec.reference else None
+
+
 def run_guarded(bench: Workbench, plan: PlannedExperiment, seed: int, observer: Observer, retry_oom: bool = False) -> dict:
     """The run's record; an exception gives a `failed` row with one line (the traceback rides along
     under "traceback" for the suite's errors.log), CUDA out-of-memory gives `oom`."""
@@ -43,9 +47,7 @@ def run_guarded(bench: Workbench, plan: PlannedExperiment, seed: int, observer: 
             "or pass --retry-oom to accumulate gradients over smaller micro-batches at the same effective batch"
         )
         return {**failed_record(plan, seed, message), "status": "oom"}
-    record["params"] = params_of(plan)
-    record["reference"] = plan.spec.reference.model_dump() if plan.spec.reference else None
-    return record
+    return {**record, "params": params_of(plan), "reference": reference_of(plan)}
 
 
 def failed_record(plan: PlannedExperiment, seed: int, error: str) -> dict:
@@ -56,5 +58,5 @@ def failed_record(plan: PlannedExperiment, seed: int, error: str) -> dict:
         "status": "failed",
         "error": first_line(Exception(error)) if error.strip() else "unknown error",
         "params": params_of(plan),
-        "reference": plan.spec.reference.model_dump() if plan.spec.reference else None,
+        "reference": reference_of(plan),
     }

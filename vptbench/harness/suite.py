@@ -14,9 +14,9 @@ from vptbench.errors import ConfigError, DataError, PluginError, UsageError, fir
 from vptbench.harness.device import describe, use_device
 from vptbench.harness.executors import Executor, LocalExecutor
 from vptbench.harness.features import FeatureStore
-from vptbench.harness.guarded import failed_record, params_of
+from vptbench.harness.guarded import failed_record, params_of, reference_of
 from vptbench.harness.runner import Observer, PlannedExperiment, Workbench
-from vptbench.models import load_model
+from vptbench.models import LoadedModel, load_model
 from vptbench.protocol import Task
 from vptbench.registry import DatasetSpec, Experiment, ModelSpec, Registry, Suite, Training
 from vptbench.registry.load import validate
@@ -26,6 +26,7 @@ from vptbench.results import (
     SCHEMA_VERSION,
     RunLock,
     environment,
+    in_plan_order,
     now,
     run_key,
     save_run_record,
@@ -133,7 +134,7 @@ class SuitePlan:
                     "description": p.spec.description,
                     "params": params_of(p),
                     "training": p.training.model_dump(mode="json"),
-                    "reference": p.spec.reference.model_dump() if p.spec.reference else None,
+                    "reference": reference_of(p),
                 }
                 for p in self.experiments
             },
@@ -175,6 +176,10 @@ def _plan_from_meta(meta: dict) -> SuitePlan:
     )  # fmt: skip
 
 
+def task_for(dataset: DatasetSpec, model: LoadedModel) -> Task:
+    return Task(list(dataset.class_names), list(dataset.templates), model.tokenizer)
+
+
 def prepare(plan: SuitePlan, device_name: str, progress=None, feature_cache: Path | None = None, data_on_device: bool = True) -> Workbench:
     """Load the model once and decode the dataset once, for every run of the suite; the data goes
     to the device unless the runs happen elsewhere (Ray workers move it to their own)."""
@@ -183,7 +188,7 @@ def prepare(plan: SuitePlan, device_name: str, progress=None, feature_cache: Pat
     data = load_images(plan.dataset_name, plan.dataset, model, progress)
     if plan.experiments:  # a split that cannot be made fails now, not once per run
         make_splits(data, plan.experiments[0].training.val_fraction, plan.seeds[0])
-    task = Task(list(plan.dataset.class_names), list(plan.dataset.templates), model.tokenizer)
+    task = task_for(plan.dataset, model)
     try:
         on_device = data.to(device if data_on_device else torch.device("cpu"))
     except torch.cuda.OutOfMemoryError:
@@ -199,13 +204,14 @@ def run_suite(
     """Run every (experiment, seed) not already in `finished`, saving each record as it completes."""
     done = {run_key(r["experiment"], r["seed"]): r for r in finished or [] if r["status"] in FINISHED_STATUSES}
     result = SuiteResult(run_dir)
+    plan_keys = plan.keys()
     meta = {
         "schema_version": SCHEMA_VERSION,
         "suite": plan.suite,
         "config_path": plan.config_path,
         "config": plan.describe(),
         "seeds": plan.seeds,
-        "plan": plan.keys(),
+        "plan": plan_keys,
         "device": describe(bench.device),
         "environment": environment(),
         "started": now(),
@@ -213,7 +219,6 @@ def run_suite(
         "status": "running",
     }
     pending = [(e, seed) for e in plan.experiments for seed in plan.seeds if run_key(e.id, seed) not in done]
-    order = {key: i for i, key in enumerate(plan.keys())}
     result.records = list(done.values())
     executor = executor or LocalExecutor()
     with RunLock(run_dir):
@@ -222,7 +227,7 @@ def run_suite(
         runs = executor.run(bench, pending, observer, retry_oom)
         try:
             for record in runs:
-                _keep(run_dir, result, record, order)
+                _keep(run_dir, result, record, plan_keys)
                 write_reports(run_dir, meta, result.records)
                 observer.run_done(record)
             status = "finished"
@@ -230,7 +235,7 @@ def run_suite(
             in_flight = executor.in_flight()
             runs.close()  # the executor stops what it still runs, wherever the interrupt landed
             for experiment, seed in in_flight:  # recorded too, then the interrupt goes on
-                _keep(run_dir, result, {**failed_record(experiment, seed, "interrupted by the user (Ctrl-C)"), "status": "interrupted"}, order)
+                _keep(run_dir, result, {**failed_record(experiment, seed, "interrupted by the user (Ctrl-C)"), "status": "interrupted"}, plan_keys)
             raise
         finally:
             meta.update(status=status, finished=now())
@@ -239,7 +244,7 @@ def run_suite(
     return result
 
 
-def _keep(run_dir: Path, result: SuiteResult, record: dict, order: dict[str, int]) -> None:
+def _keep(run_dir: Path, result: SuiteResult, record: dict, plan_keys: list[str]) -> None:
     """Save a finished record (its traceback to errors.log) and keep the records in plan order."""
     trace = record.pop("traceback", None)
     if trace:  # rewritten whole and atomically, like every other file of a run directory
@@ -247,8 +252,7 @@ def _keep(run_dir: Path, result: SuiteResult, record: dict, order: dict[str, int
         earlier = log.read_text(encoding="utf-8") if log.exists() else ""
         write_atomic(log, f"{earlier}== {run_key(record['experiment'], record['seed'])}\n{trace}\n")
     save_run_record(run_dir, record)
-    result.records.append(record)
-    result.records.sort(key=lambda r: order.get(run_key(r["experiment"], r["seed"]), len(order)))
+    result.records = in_plan_order([*result.records, record], plan_keys)
 
 
 def dry_run(plan: SuitePlan) -> list[dict]:
@@ -258,7 +262,7 @@ def dry_run(plan: SuitePlan) -> list[dict]:
     from vptbench.harness.runner import count_parameters
 
     model = load_model(plan.model_name, plan.model)
-    task = Task(list(plan.dataset.class_names), list(plan.dataset.templates), model.tokenizer)
+    task = task_for(plan.dataset, model)
     rows = []
     for experiment in plan.experiments:
         row = {"experiment": experiment.id, "tuner": experiment.spec.tuner, "status": "ok", "error": ""}
@@ -268,7 +272,7 @@ def dry_run(plan: SuitePlan) -> list[dict]:
         try:
             tuner = experiment.tuner(experiment.config, copy.deepcopy(model.clip).requires_grad_(False), task)
         except Exception as exc:  # noqa: BLE001 - a plugin's bug is that experiment's row, as in a real run
-            rows.append({**row, "status": "failed", "error": f"{type(exc).__name__}: {exc}".splitlines()[0]})
+            rows.append({**row, "status": "failed", "error": f"{type(exc).__name__}: {first_line(exc)}"})
             continue
         trainable, total = count_parameters(tuner)
         reference = experiment.spec.reference.trainable_params if experiment.spec.reference else None

@@ -189,17 +189,17 @@ def fit(
         if not torch.isfinite(loss_sum):
             outcome.status, outcome.diverged_epoch = "diverged", epoch
             break
-        if epoch % training.eval_every and epoch != training.epochs:
-            record = EpochRecord(epoch, loss_sum.item() / seen, correct.item() / seen, None, None, train_seconds)
-            outcome.history.append(record)
-            on_epoch(record)
-            continue
-        start = clock(device)
-        result = evaluate(module, logits_fn, val, training.eval_batch_size, precision)
-        outcome.eval_seconds += clock(device) - start
-        record = EpochRecord(epoch, loss_sum.item() / seen, correct.item() / seen, result.loss, result.accuracy, train_seconds)
+        result = None
+        if epoch % training.eval_every == 0 or epoch == training.epochs:
+            start = clock(device)
+            result = evaluate(module, logits_fn, val, training.eval_batch_size, precision)
+            outcome.eval_seconds += clock(device) - start
+        val_loss, val_accuracy = (result.loss, result.accuracy) if result else (None, None)
+        record = EpochRecord(epoch, loss_sum.item() / seen, correct.item() / seen, val_loss, val_accuracy, train_seconds)
         outcome.history.append(record)
         on_epoch(record)
+        if result is None:
+            continue
         if result.accuracy > best_accuracy:
             best_state, outcome.best_epoch = _snapshot(module), epoch
         if result.accuracy > best_accuracy + convergence.min_delta:

@@ -16,6 +16,7 @@ class Strict(BaseModel):
 # Ids name files and folders (runs/E1-seed0.json, results/demo-...): no separators, no "..".
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$", max_length=64)]
 Seed = Annotated[int, Field(ge=0, lt=2**32)]
+PrecisionName = Literal["auto", "fp32", "bf16", "fp16"]
 
 
 def _unique(values: list) -> list:
@@ -105,7 +106,7 @@ class Training(Strict):
     accumulation_steps: Annotated[int, Field(ge=1, description="micro-batches per step (same effective batch, less memory)")] = 1
     eval_batch_size: Annotated[int, Field(ge=1)] = 256
     val_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="auto: bf16 autocast on CUDA (scaled fp16 before Ampere), fp32 elsewhere")
+    precision: PrecisionName = Field("auto", description="auto: bf16 autocast on CUDA (scaled fp16 before Ampere), fp32 elsewhere")
     compile: bool = Field(False, description="torch.compile the model before training")
     eval_every: Annotated[int, Field(ge=1, description="validate every N epochs (and after the last)")] = 1
     seeds: Annotated[list[Seed], Field(min_length=1), AfterValidator(_unique)] = [0]
@@ -121,7 +122,7 @@ class TrainingOverride(Strict):
     epochs: Annotated[int, Field(ge=1)] | None = None
     batch_size: Annotated[int, Field(ge=1)] | None = None
     accumulation_steps: Annotated[int, Field(ge=1)] | None = None
-    precision: Literal["auto", "fp32", "bf16", "fp16"] | None = None
+    precision: PrecisionName | None = None
     compile: bool | None = None
     eval_every: Annotated[int, Field(ge=1)] | None = None
     convergence: Convergence | None = None
