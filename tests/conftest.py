@@ -40,7 +40,7 @@ path = "{model_dir}"
 source = "imagefolder"
 path = "{data_dir}"
 class_names = {COLORS!r}
-templates = ["a photo of the colour {{}}."]
+templates = ["a photo of a {{}}."]
 [suites.s]
 model = "tiny"
 dataset = "colors"

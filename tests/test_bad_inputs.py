@@ -12,8 +12,6 @@ import torch
 from conftest import COLORS, tiny_suite_toml
 from PIL import Image
 
-from vptbench.harness import guarded as suite_module
-
 
 def _hub_like_dataset(root, image_column="img", label_column="target", names=COLORS):
     """A dataset repository laid out as on the Hub (parquet shards), loaded by path like a Hub id."""
@@ -66,6 +64,39 @@ def test_class_name_count_must_match_the_labels(cli, tmp_path, tiny_model_dir):
     assert code == 2 and "class_names lists 3 classes but the label column has 4 (a, b, c, d)" in err
 
 
+def test_class_names_out_of_the_label_columns_order(cli, tmp_path, tiny_model_dir):
+    """Label i is prompted as class_names[i]: a reordered list would silently mislabel every class."""
+    dataset = _hub_like_dataset(tmp_path / "repo", names=["red", "Green", "blue"])
+    code, _, err = _run(cli, tmp_path, _hub_toml(tiny_model_dir, dataset))
+    assert code == 2 and "class_names must follow the label column's order (red, Green, blue); 'blue' is listed at position 1 but is label 2" in err
+
+
+def test_friendlier_class_names_in_the_same_order_are_accepted(cli, tmp_path, tiny_model_dir):
+    dataset = _hub_like_dataset(tmp_path / "repo", names=["Blue_sky", "green", "dark-red"])
+    code, _, err = _run(cli, tmp_path, _hub_toml(tiny_model_dir, dataset))
+    assert code == 0, err
+
+
+def test_string_labels_are_refused_by_name(cli, tmp_path, tiny_model_dir):
+    root = tmp_path / "repo"
+    features = datasets.Features({"img": datasets.Image(), "target": datasets.Value("string")})
+    for split in ("train", "test"):
+        images = [Image.fromarray(np.full((8, 8, 3), i * 80, np.uint8)) for i in range(3)]
+        data = datasets.Dataset.from_dict({"img": images, "target": COLORS}, features=features)
+        (root / "data").mkdir(parents=True, exist_ok=True)
+        data.to_parquet(str(root / "data" / f"{split}-00000-of-00001.parquet"))
+    code, _, err = _run(cli, tmp_path, _hub_toml(tiny_model_dir, root))
+    assert code == 2 and "label column 'target' holds str values such as 'blue', not class indices" in err
+
+
+def test_a_prompt_over_the_text_towers_length_is_refused_before_decoding(cli, tmp_path, tiny_model_dir, image_folder):
+    """Truncated, it would lose the class name and every class would share one prompt."""
+    long = "a very very very very very very very very very long photo of {}."
+    text = tiny_suite_toml(tiny_model_dir, image_folder).replace("a photo of a {}.", long)
+    code, _, err = _run(cli, tmp_path, text)
+    assert code == 2 and "datasets.colors: prompt 'a very very" in err and "over the tokenizer's 16-token limit" in err
+
+
 def test_corrupt_images_are_all_named(cli, tmp_path, tiny_model_dir, image_folder):
     import shutil
 
@@ -114,22 +145,42 @@ def test_unwritable_results_path_is_a_file(cli, tmp_path, tiny_config):
 
 
 def test_cuda_out_of_memory_is_a_status_and_can_retry_with_accumulation(cli, tiny_config, tmp_path, monkeypatch):
-    real_run_one = suite_module.run_one
+    import vptbench.harness.trainer as trainer
 
-    def oom_unless_accumulating(bench, plan, seed, observer):
-        if plan.training.accumulation_steps < 4:
+    real_step = trainer.train_step
+
+    def oom_unless_accumulating(logits_fn, x, y, optimizer, precision, accumulation=1):
+        if accumulation < 4:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return real_run_one(bench, plan, seed, observer)
+        return real_step(logits_fn, x, y, optimizer, precision, accumulation)
 
-    monkeypatch.setattr(suite_module, "run_one", oom_unless_accumulating)
+    monkeypatch.setattr(trainer, "train_step", oom_unless_accumulating)
     code, out, _ = cli("run", "E2", "--config", tiny_config, "--output", tmp_path / "a", "--quiet", "--json")
     (run,) = json.loads(out)["runs"]
-    assert code == 1 and run["status"] == "oom" and "batch size 8" in run["error"] and "--retry-oom" in run["error"]
+    assert code == 1 and run["status"] == "oom" and "while training at batch size 8" in run["error"] and "--retry-oom" in run["error"]
     code, out, _ = cli("run", "E2", "--config", tiny_config, "--output", tmp_path / "b", "--quiet", "--json", "--retry-oom")
     assert code == 0
     (run_dir,) = (tmp_path / "b").iterdir()
     record = json.loads((run_dir / "runs" / "E2-seed0.json").read_text())
     assert (record["batch_size"], record["accumulation_steps"]) == (8, 4)
+
+
+def test_out_of_memory_outside_training_is_not_retried(cli, tiny_config, tmp_path, monkeypatch):
+    """Smaller micro-batches cannot help an evaluation that runs out of memory: say what can."""
+    import vptbench.harness.runner as runner
+
+    trainings = []
+    real_fit = runner.fit
+    monkeypatch.setattr(runner, "fit", lambda *args: (trainings.append(1), real_fit(*args))[1])
+
+    def no_room(*args):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(runner, "evaluate", no_room)
+    code, out, _ = cli("run", "E2", "--config", tiny_config, "--output", tmp_path, "--quiet", "--json", "--retry-oom")
+    (run,) = json.loads(out)["runs"]
+    assert code == 1 and run["status"] == "oom" and len(trainings) == 1
+    assert run["error"] == "CUDA out of memory while evaluating in batches of 256; lower eval_batch_size"
 
 
 def test_a_dataset_too_large_for_the_device_is_one_line(cli, tiny_config, tmp_path, monkeypatch):
@@ -207,6 +258,30 @@ def test_report_and_resume_refuse_a_folder_that_is_not_a_run(cli, tmp_path):
     for args in (("report", tmp_path), ("run", "--resume", tmp_path)):
         code, out, err = cli(*args)
         assert code == 2 and "is not a valid vptbench run directory" in err and "Traceback" not in out + err
+
+
+def test_report_refuses_a_damaged_record_before_rewriting_anything(cli, tiny_config, tmp_path):
+    assert cli("run", "E2", "--config", tiny_config, "--output", tmp_path, "--quiet")[0] == 0
+    (run_dir,) = (p for p in tmp_path.iterdir() if p.is_dir())
+    record_path = run_dir / "runs" / "E2-seed0.json"
+    record = json.loads(record_path.read_text())
+    del record["confusion_matrix"]
+    record_path.write_text(json.dumps(record))
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+    code, out, err = cli("report", run_dir)
+    assert code == 2 and "Traceback" not in out + err
+    assert "runs/E2-seed0.json is not a valid run record (a finished run lacks confusion_matrix)" in err
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == before
+
+
+def test_runs_with_different_settings_are_not_combined(cli, tiny_config, tmp_path):
+    for seed, epochs in (("0", "3"), ("1", "2")):
+        args = ("run", "E2", "--config", tiny_config, "--output", tmp_path / "runs", "--seeds", seed, "--epochs", epochs, "--quiet")
+        assert cli(*args)[0] == 0
+    first, second = sorted((tmp_path / "runs").iterdir())
+    code, out, err = cli("report", first, second, "--output", tmp_path / "combined")
+    assert code == 2 and "they ran with different settings of E2 (training.epochs)" in err
+    assert not (tmp_path / "combined").exists()
 
 
 def test_feature_cache_must_be_a_folder_and_damaged_entries_are_recomputed(cli, tiny_config, tmp_path):

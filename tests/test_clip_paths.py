@@ -23,10 +23,13 @@ def test_image_path_without_prompts_equals_get_image_features(model):
     assert torch.equal(prompted_image_features(clip, pixels), pooled(clip.get_image_features(pixel_values=pixels)))
 
 
-def test_text_path_with_original_embeddings_equals_get_text_features(model):
-    """Also proves the path is causal: bidirectional attention would change every output."""
+@pytest.mark.parametrize("texts", [["a photo of a seven.", "a photo of a two three four."], ["a photo of a seven.", "a photo of a two."]], ids=["padded", "unpadded"])
+def test_text_path_with_original_embeddings_equals_get_text_features(model, texts):
+    """Also proves the path is causal: bidirectional attention would change every output. Without
+    padding there is no mask at all under SDPA, and only `is_causal` keeps attention causal."""
     clip, tokenizer = model
-    tokens = tokenize(tokenizer, ["a photo of a seven.", "a photo of a two three four."])  # padded rows too
+    tokens = tokenize(tokenizer, texts)
+    assert bool(tokens["attention_mask"].all()) == (texts[1] == "a photo of a two.")
     context = clip.text_model.embeddings.token_embedding(tokens["input_ids"][0, 1:5]).detach()
     ours = text_features_with_context(clip, tokens["input_ids"], tokens["attention_mask"], context)
     assert torch.equal(ours, pooled(clip.get_text_features(**tokens)))

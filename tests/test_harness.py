@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from vptbench.data import ImageData, ImageSplit, make_splits
 from vptbench.harness.runner import PlannedExperiment, QuietObserver, Workbench, run_one
@@ -37,6 +39,27 @@ def test_validation_split_is_stratified_seeded_and_disjoint():
 
 def _history(accuracies):
     return [EpochRecord(i + 1, 0.0, 0.0, 0.0, acc, 0.0) for i, acc in enumerate(accuracies)]
+
+
+def test_batches_cover_a_seeded_shuffle_whatever_the_gather_chunk(monkeypatch):
+    import vptbench.harness.trainer as trainer
+
+    inputs, labels = torch.arange(50.0).view(25, 2), torch.arange(25)
+    batches = Batches(inputs, labels, transform=lambda x: x * 10)
+
+    def shuffled(gather_bytes: int) -> list[tuple[Tensor, Tensor]]:
+        monkeypatch.setattr(trainer, "GATHER_BYTES", gather_bytes)
+        return list(batches.iterate(4, torch.Generator().manual_seed(3)))
+
+    whole, chunked = shuffled(2**20), shuffled(3 * 4 * 8)  # one gather, then gathers of 3 batches
+    order = torch.randperm(25, generator=torch.Generator().manual_seed(3))
+    assert [len(y) for _, y in chunked] == [4] * 6 + [1]
+    for (x, y), (x2, y2), index in zip(whole, chunked, order.split(4), strict=True):
+        assert torch.equal(y, index) and torch.equal(y2, index)
+        assert torch.equal(x, inputs[index] * 10) and torch.equal(x2, x)
+    in_order = list(batches.iterate(10))
+    assert [y.tolist() for _, y in in_order] == [list(range(0, 10)), list(range(10, 20)), list(range(20, 25))]
+    assert torch.equal(torch.cat([x for x, _ in in_order]), inputs * 10)
 
 
 def test_epochs_to_converge_is_first_epoch_within_tolerance_of_best():
@@ -128,10 +151,28 @@ def test_run_record_measures_what_it_claims():
     assert record["epochs_run"] == 4 and len(record["history"]) == 4
     assert sum(row["support"] for row in record["per_class"]) == 30
     assert sum(map(sum, record["confusion_matrix"])) == 30
-    assert record["images_per_second"] > 0 and record["peak_memory_mb"] > 0
+    steady = [row["train_seconds"] for row in record["history"][1:]]  # the first epoch pays for warm-up
+    assert record["images_per_second"] == pytest.approx(48 * 3 / sum(steady))
     zero_shot = run_one(_bench(), _plan("zero-shot"), 0, QuietObserver())
     assert zero_shot["epochs_run"] == 0 and zero_shot["trainable_params"] == 0 and zero_shot["history"] == []
-    assert zero_shot["epochs_to_converge"] is None and zero_shot["images_per_second"] is None
+    assert zero_shot["epochs_to_converge"] is None and zero_shot["seconds_to_converge"] is None and zero_shot["images_per_second"] is None
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="peak RSS resets need Linux")
+def test_each_run_reports_its_own_peak_memory_on_cpu():
+    import resource
+
+    from vptbench.harness.device import peak_memory, reset_peak_memory
+
+    bench, cpu = _bench(), torch.device("cpu")
+    ballast = torch.ones(2**28, dtype=torch.uint8)  # 256 MiB resident, then freed
+    del ballast
+    lifetime = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
+    reset_peak_memory(cpu)
+    after_reset, kind = peak_memory(cpu)
+    assert kind == "peak-rss-since-reset" and after_reset < lifetime - 200
+    record = run_one(bench, _plan("linear-probe", epochs=2), 0, QuietObserver())
+    assert record["memory_kind"] == "peak-rss-since-reset" and 0 < record["peak_memory_mb"] < lifetime - 200
 
 
 def test_frozen_features_are_computed_once_and_shared(cli, tiny_config, tmp_path):
@@ -151,6 +192,25 @@ def test_frozen_features_are_computed_once_and_shared(cli, tiny_config, tmp_path
     assert origins[("second", "E1-seed0")][0] == "disk"
     assert all(origins[("first", key)][1] == origins[("second", key)][1] for key in ("E1-seed0", "E2-seed1"))
     assert len(list(cache.glob("*.pt"))) == 1
+
+
+def test_feature_cache_key_changes_with_everything_the_features_depend_on():
+    from vptbench.harness.features import fingerprint
+
+    data, (clip, _, _) = _data(), tiny_clip()
+    base = fingerprint("k", "fp32", clip, data)
+    assert fingerprint("k", "fp32", tiny_clip()[0], _data()) == base  # the same inputs rebuilt
+    changed_pixels = _data()
+    changed_pixels.test.pixels[0, 0, 0, 0] ^= 1
+    variants = [
+        fingerprint("other", "fp32", clip, data),
+        fingerprint("k", "bf16", clip, data),
+        fingerprint("k", "fp32", tiny_clip(seed=1)[0], data),
+        fingerprint("k", "fp32", tiny_clip(attn_implementation="eager")[0], data),
+        fingerprint("k", "fp32", clip, changed_pixels),
+        fingerprint("k", "fp32", clip, ImageData(data.train, data.test, None, [0.4] * 3, data.std)),
+    ]
+    assert base not in variants and len(set(variants)) == len(variants)
 
 
 def test_eval_every_skips_validation_but_always_checks_the_last_epoch():
@@ -192,11 +252,30 @@ def test_compiled_training_matches_eager():
 
 
 @pytest.mark.parametrize(("capability", "expected"), [((9, 0), "bf16"), ((8, 0), "bf16"), ((7, 5), "fp16")])
+@pytest.mark.filterwarnings("ignore:torch.cuda.amp.GradScaler is enabled, but CUDA is not available")  # the mocked card
 def test_auto_precision_is_bf16_on_ampere_and_later_else_scaled_fp16(monkeypatch, capability, expected):
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
     precision = Precision("auto", torch.device("cuda"))
     assert precision.name == expected and (precision.scaler is not None) == (expected == "fp16")
     assert Precision("auto", torch.device("cpu")).name == "fp32"
+
+
+@pytest.mark.parametrize(
+    ("card", "precision", "expected"),
+    [("NVIDIA H100 80GB HBM3", "bf16", 989.0), ("NVIDIA H100 PCIe", "bf16", 756.0), ("NVIDIA H100 PCIe", "fp32", 378.0), ("NVIDIA H200", "fp16", 989.0), ("Some Other GPU", "bf16", None)],
+)
+@pytest.mark.filterwarnings("ignore:torch.cuda.amp.GradScaler is enabled, but CUDA is not available")  # the mocked card
+def test_mfu_peak_follows_the_card_variant_and_the_precision(monkeypatch, card, precision, expected):
+    from vptbench.harness.throughput import device_peak_tflops
+
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: card)
+    cuda, tf32 = torch.device("cuda"), torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = True  # as use_device sets it on CUDA
+    try:
+        assert device_peak_tflops(cuda, Precision(precision, cuda)) == expected
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+    assert device_peak_tflops(torch.device("cpu"), Precision("fp32", torch.device("cpu"))) is None
 
 
 def test_class_text_features_are_computed_once_per_suite(monkeypatch):

@@ -10,6 +10,7 @@ from transformers import CLIPConfig, CLIPModel
 
 from vptbench.demo_model.tokenizer import build_tokenizer, special_token_ids
 from vptbench.harness.runner import count_parameters
+from vptbench.models import CLIP_TEXT_POSITIONS
 from vptbench.plugins import load_tuner
 from vptbench.protocol import Task
 from vptbench.testing import tiny_clip
@@ -25,7 +26,7 @@ def build(name: str, clip, task, **params):
 @pytest.fixture(scope="module")
 def vit_b16_meta():
     """CLIP ViT-B/16 geometry with uninitialised weights: exact shapes without the cost of random init."""
-    tokenizer = build_tokenizer()
+    tokenizer = build_tokenizer(max_length=CLIP_TEXT_POSITIONS)
     text = special_token_ids(tokenizer)
     with torch.device("meta"):
         clip = CLIPModel(CLIPConfig(text_config=text, vision_config={"patch_size": 16}, projection_dim=512))

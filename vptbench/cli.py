@@ -288,6 +288,9 @@ def bench(
             continue
         mfu = f"{100 * r['mfu']:.1f} %" if r["mfu"] is not None else "–"
         table.add_row(r["experiment"], r["tuner"], r["mode"], f"{r['trainable_params']:,}", f"{r['step_ms']:.1f} ms", f"{r['images_per_second']:,.1f}", f"{r['gflops_per_image']:.3g}", f"{r['achieved_tflops']:.3g}", mfu, f"{r['peak_memory_mb']:,.0f} MiB")
+    peaks = {r["peak_tflops"] for r in rows if r.get("peak_tflops")}
+    if peaks:
+        table.caption, table.caption_justify = f"MFU against a dense peak of {' / '.join(f'{p:g}' for p in sorted(peaks))} TFLOP/s", "left"
     table_console().print(table)
     if failed:
         console.print(f"[red]{len(failed)} of {len(rows)} strategies could not be timed[/]")

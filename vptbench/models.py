@@ -13,6 +13,7 @@ from vptbench.registry import ModelSpec
 ASSETS = Path(__file__).resolve().parent / "assets"
 DEMO_CLIP = ASSETS / "demo-clip"
 MIN_VOCAB = 100  # offline, transformers returns a 2-token stub instead of raising
+CLIP_TEXT_POSITIONS = 77  # every released CLIP's text length
 
 
 @dataclass
@@ -71,9 +72,9 @@ def _vit_b16_random(name: str, spec: ModelSpec) -> LoadedModel:
 
     from vptbench.demo_model.tokenizer import build_tokenizer, special_token_ids
 
-    tokenizer = build_tokenizer()
+    tokenizer = build_tokenizer(max_length=CLIP_TEXT_POSITIONS)
     config = CLIPConfig(
-        text_config=special_token_ids(tokenizer),
+        text_config={**special_token_ids(tokenizer), "max_position_embeddings": CLIP_TEXT_POSITIONS},
         vision_config={"patch_size": 16},
         projection_dim=512,
     )

@@ -73,7 +73,10 @@ class RunLock:
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
             except FileExistsError:
-                holder = self.path.read_text().strip() if self.path.exists() else ""
+                try:
+                    holder = self.path.read_text().strip()
+                except FileNotFoundError:  # released between the two calls: try again
+                    continue
                 if _alive(holder):
                     raise UsageError(f"'{self.path.parent}' is in use by another vptbench run (process {holder}); wait for it or pick another --output") from None
                 self.path.unlink(missing_ok=True)  # stale: its process is gone
@@ -123,15 +126,34 @@ def load_run_dir(run_dir: Path) -> tuple[dict, list[dict]]:
         raise UsageError(f"'{run_dir}' is not a vptbench run directory (no {RUN_FILE})")
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        records = [json.loads(p.read_text(encoding="utf-8")) for p in sorted((run_dir / RUNS_DIR).glob("*.json"))]
+        paths = sorted((run_dir / RUNS_DIR).glob("*.json"))
+        records = [json.loads(p.read_text(encoding="utf-8")) for p in paths]
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UsageError(f"'{run_dir}': cannot read saved results: {exc}") from None
     missing = [key for key in ("schema_version", "suite", "config", "seeds", "plan") if not isinstance(meta, dict) or key not in meta]
-    bad = [r for r in records if not isinstance(r, dict) or not {"experiment", "seed", "status"} <= r.keys()]
-    if missing or bad:
-        what = f"{RUN_FILE} lacks {', '.join(missing)}" if missing else f"{len(bad)} record(s) under {RUNS_DIR}/ are not run records"
-        raise UsageError(f"'{run_dir}' is not a valid vptbench run directory ({what})")
+    if missing:
+        raise UsageError(f"'{run_dir}' is not a valid vptbench run directory ({RUN_FILE} lacks {', '.join(missing)})")
+    for path, record in zip(paths, records, strict=True):
+        problem = _record_problem(record)
+        if problem:
+            raise UsageError(f"'{run_dir}': {RUNS_DIR}/{path.name} is not a valid run record ({problem})")
     return meta, in_plan_order(records, meta["plan"])
+
+
+def _record_problem(record) -> str:
+    """Why `record` is not a run record report.json may hold (empty when it is)."""
+    from pydantic import ValidationError
+
+    from vptbench.reporting.schema import RunRecord
+
+    try:
+        RunRecord.model_validate(record)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        return f"{where}: {message}" if where else message
+    return ""
 
 
 def combine_run_dirs(run_dirs: list[Path]) -> tuple[dict, list[dict]]:
@@ -141,6 +163,10 @@ def combine_run_dirs(run_dirs: list[Path]) -> tuple[dict, list[dict]]:
     suites = {meta["suite"] for meta, _ in loaded}
     if len(suites) > 1:
         raise UsageError(f"cannot combine runs of different suites: {', '.join(sorted(suites))}")
+    for run_dir, (meta, _) in zip(run_dirs[1:], loaded[1:], strict=True):
+        difference = _config_difference(loaded[0][0]["config"], meta["config"])
+        if difference:
+            raise UsageError(f"cannot combine '{run_dirs[0]}' and '{run_dir}': they ran with different {difference}")
     by_key: dict[str, dict] = {}
     plan: list[str] = []
     for meta, records in loaded:
@@ -149,14 +175,41 @@ def combine_run_dirs(run_dirs: list[Path]) -> tuple[dict, list[dict]]:
             key = run_key(record["experiment"], record["seed"])
             if key not in by_key or record["status"] == "ok" or by_key[key]["status"] != "ok":
                 by_key[key] = record  # a later finished run wins, but never over a good one by a failed one
+    experiments: dict[str, dict] = {}  # every experiment any of them ran, in plan order
+    for meta, _ in loaded:
+        for key, value in meta["config"].get("experiments", {}).items():
+            experiments.setdefault(key, value)
     meta = {
         **loaded[0][0],
+        "config": {**loaded[0][0]["config"], "experiments": experiments},
         "seeds": sorted({seed for m, _ in loaded for seed in m["seeds"]}),
         "plan": plan,
         "status": "combined",
         "sources": [str(d) for d in run_dirs],
     }
     return meta, in_plan_order(list(by_key.values()), plan)
+
+
+def _config_difference(first: dict, other: dict) -> str:
+    """What differs between two runs' configurations (empty when they may be combined): the model,
+    the dataset, or what shapes the results of an experiment both ran. Seeds may differ: adding
+    seeds is what combining is for."""
+    for key in ("model_name", "model", "dataset_name", "dataset"):
+        if first.get(key) != other.get(key):
+            return key.removesuffix("_name")
+    experiments = first.get("experiments", {}), other.get("experiments", {})
+    for experiment_id in sorted(experiments[0].keys() & experiments[1].keys()):
+        a, b = (_result_shaping(e[experiment_id]) for e in experiments)
+        changed = sorted(key for key in a.keys() | b.keys() if a.get(key) != b.get(key))
+        if changed:
+            return f"settings of {experiment_id} ({', '.join(changed)})"
+    return ""
+
+
+def _result_shaping(experiment: dict) -> dict:
+    """An experiment's settings flattened to the ones that change its results."""
+    training = {f"training.{k}": v for k, v in experiment.get("training", {}).items() if k != "seeds"}
+    return {"tuner": experiment.get("tuner"), "params": experiment.get("params"), **training}
 
 
 def in_plan_order(records: list[dict], plan: list[str]) -> list[dict]:

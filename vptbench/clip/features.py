@@ -20,12 +20,13 @@ def image_features(clip: CLIPModel, pixel_values: Tensor) -> Tensor:
 
 
 def tokenize(tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> dict[str, Tensor]:
-    """Padded token ids and mask; a prompt truncated before its EOS would pool the wrong token."""
-    batch = tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
-    eos = tokenizer.eos_token_id
-    for text, ids in zip(texts, batch["input_ids"], strict=True):
-        if eos is not None and not (ids == eos).any():
-            raise DataError(f"prompt {text!r} is longer than the tokenizer's {tokenizer.model_max_length}-token limit")
+    """Padded token ids and mask. A prompt over the length limit is an error, not a truncation:
+    cut short, it loses its class name's tokens and every class may get the same prompt."""
+    limit = tokenizer.model_max_length
+    batch = tokenizer(texts, padding=True, return_tensors="pt", verbose=False)
+    for text, length in zip(texts, batch["attention_mask"].sum(dim=1).tolist(), strict=True):
+        if length > limit:
+            raise DataError(f"prompt {text!r} is {length} tokens, over the tokenizer's {limit}-token limit")
     return {key: batch[key] for key in ("input_ids", "attention_mask")}
 
 

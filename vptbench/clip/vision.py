@@ -29,7 +29,8 @@ def prompted_image_features(
     `prompts[i]` (shape `(P, width)`) is placed in the P slots right after CLS before layer i:
     inserted at the first prompted layer, then replacing the previous layer's prompt outputs
     so the sequence length stays constant (VPT-deep). A shallow prompt is `[p, None, ...]`.
-    Prompts carry no position embedding.
+    Prompts carry no position embedding and enter after `pre_layrnorm`, as VPT feeds them to the
+    encoder's first layer (MaPLe and IVLP instead concatenate before CLIP's `ln_pre`).
     """
     vision = clip.vision_model
     hidden = vision.pre_layrnorm(vision.embeddings(pixel_values))

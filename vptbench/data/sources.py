@@ -135,17 +135,41 @@ class _LazyImages(Sequence):
 
 
 def _check_label_names(name: str, spec: DatasetSpec, feature) -> None:
+    """class_names must follow the label column's order: label i is prompted as class_names[i].
+
+    Names may be friendlier than the column's ("no tumor" for "notumor"), so only a name that
+    matches a column name at another position is provably out of order.
+    """
     names = getattr(feature, "names", None)
-    if names is not None and len(names) != len(spec.class_names):
+    if names is None:
+        return
+    if len(names) != len(spec.class_names):
         raise DataError(
             f"datasets.{name}: class_names lists {len(spec.class_names)} classes but the label column has "
             f"{len(names)} ({', '.join(names)})"
         )
+    position = {_plain(label): index for index, label in enumerate(names)}
+    for index, class_name in enumerate(spec.class_names):
+        if position.get(_plain(class_name), index) != index:
+            raise DataError(
+                f"datasets.{name}: class_names must follow the label column's order ({', '.join(names)}); "
+                f"'{class_name}' is listed at position {index + 1} but is label {position[_plain(class_name)]}"
+            )
 
 
-def _check_labels(name: str, spec: DatasetSpec, split: str, labels: list[int]) -> None:
+def _plain(label: str) -> str:
+    return "".join(character for character in label.lower() if character.isalnum())
+
+
+def _check_labels(name: str, spec: DatasetSpec, split: str, labels: list) -> None:
     if not labels:
         raise DataError(f"datasets.{name}: split '{split}' is empty")
+    odd = next((label for label in labels if isinstance(label, bool) or not isinstance(label, (int, np.integer))), None)
+    if odd is not None:
+        raise DataError(
+            f"datasets.{name}: split '{split}': label column '{spec.label_column}' holds {type(odd).__name__} values "
+            f"such as {odd!r}, not class indices; cast it to a ClassLabel (datasets' class_encode_column)"
+        )
     bad = sorted({label for label in labels if not 0 <= label < len(spec.class_names)})
     if bad:
         raise DataError(

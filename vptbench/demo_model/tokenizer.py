@@ -41,12 +41,13 @@ def special_token_ids(tokenizer) -> dict[str, int]:
     return {f"{key}_token_id": getattr(tokenizer, f"{key}_token_id") for key in ("bos", "eos", "pad")}
 
 
-def build_tokenizer() -> CLIPTokenizer:
-    """Base characters, then one token per merge result, then the two special tokens."""
+def build_tokenizer(max_length: int = MAX_LENGTH) -> CLIPTokenizer:
+    """Base characters, then one token per merge result, then the two special tokens; `max_length`
+    is the text tower's number of positions."""
     chars = [chr(c) for c in range(33, 127)]
     tokens = chars + [c + EOW for c in chars]
     merges = _merges(caption_words())
     tokens += [a + b for a, b in merges if a + b not in tokens]
     tokens += [BOS, EOS]
     vocab = {token: i for i, token in enumerate(dict.fromkeys(tokens))}
-    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=MAX_LENGTH)
+    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=max_length)

@@ -1,14 +1,20 @@
-"""Device choice, clocks that wait for the device, and peak memory."""
+"""Device choice, clocks that wait for the device, peak memory, and where memory ran out."""
 
 from __future__ import annotations
 
+import contextlib
 import resource
 import sys
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 
 from vptbench.errors import UsageError
+
+CLEAR_REFS, STATUS = Path("/proc/self/clear_refs"), Path("/proc/self/status")
+_rss_peak_resets = False  # whether the kernel has accepted a reset of this process's peak RSS
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -60,13 +66,43 @@ def clock(device: torch.device) -> float:
 
 
 def reset_peak_memory(device: torch.device) -> None:
+    """Start a new peak: CUDA's allocator statistics, or on Linux the process's peak RSS (the kernel
+    resets it on request), so each run reports its own peak rather than the largest one so far."""
+    global _rss_peak_resets
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+        return
+    try:
+        CLEAR_REFS.write_text("5")
+        _rss_peak_resets = True
+    except OSError:  # not Linux, or /proc is read-only: the process-lifetime peak it is
+        pass
 
 
 def peak_memory(device: torch.device) -> tuple[float, str]:
-    """(MiB, kind): CUDA peak allocated since the last reset, else the process's peak RSS."""
+    """(MiB, kind): CUDA peak allocated or peak RSS since the last reset, else the process's peak RSS."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20, "cuda-peak-allocated"
+    if _rss_peak_resets:
+        for line in STATUS.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**10, "peak-rss-since-reset"
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return (rss / 2**20 if sys.platform == "darwin" else rss / 2**10), "process-peak-rss"
+
+
+class OutOfMemory(RuntimeError):
+    """CUDA ran out of memory; `during` says where, since only training can retry in smaller micro-batches."""
+
+    def __init__(self, during: str) -> None:
+        super().__init__(f"CUDA out of memory while {during}")
+        self.during = during
+
+
+@contextlib.contextmanager
+def phase(during: str) -> Iterator[None]:
+    """Whatever runs inside that exhausts CUDA memory raises OutOfMemory(during)."""
+    try:
+        yield
+    except torch.cuda.OutOfMemoryError:
+        raise OutOfMemory(during) from None

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from vptbench.data import ImageData, ImageSplit
 from vptbench.errors import UsageError
+from vptbench.harness.device import describe
 
 
 def encode_dataset(encode: Callable[[Tensor], Tensor], data: ImageData, transform: Callable[[Tensor], Tensor], batch_size: int) -> ImageData:
@@ -62,10 +63,15 @@ class FeatureStore:
 
 
 def fingerprint(key: str, precision: str, model: nn.Module, data: ImageData) -> str:
-    """A hash of everything the features depend on."""
+    """A hash of everything the features depend on, down to the kernels that computed them."""
     import transformers
 
-    digest = hashlib.sha256(f"{key}|{precision}|{torch.__version__}|{transformers.__version__}|{data.mean}|{data.std}".encode())
+    device = data.train.labels.device
+    kernels = f"{describe(device)}|tf32={torch.backends.cuda.matmul.allow_tf32}" if device.type == "cuda" else device.type
+    attention = getattr(getattr(model, "config", None), "_attn_implementation", None)
+    digest = hashlib.sha256(
+        f"{key}|{precision}|{kernels}|{attention}|{torch.__version__}|{transformers.__version__}|{data.mean}|{data.std}".encode()
+    )
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())

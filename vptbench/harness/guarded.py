@@ -9,7 +9,9 @@ from dataclasses import replace
 import torch
 
 from vptbench.errors import VptbenchError, first_line
+from vptbench.harness.device import OutOfMemory
 from vptbench.harness.runner import Observer, PlannedExperiment, Workbench, run_one
+from vptbench.registry import Training
 
 
 def params_of(plan: PlannedExperiment) -> dict:
@@ -25,29 +27,38 @@ def run_guarded(bench: Workbench, plan: PlannedExperiment, seed: int, observer: 
     under "traceback" for the suite's errors.log), CUDA out-of-memory gives `oom`."""
     if plan.tuner is None:
         return failed_record(plan, seed, plan.error)
+    out_of_memory = ""
     try:
         record = run_one(bench, plan, seed, observer)
-    except torch.cuda.OutOfMemoryError:
-        record = None  # handled below: inside this block the traceback keeps the failed run's tensors
+    except (OutOfMemory, torch.cuda.OutOfMemoryError) as exc:
+        # handled below: inside this block the traceback keeps the failed run's tensors alive
+        out_of_memory = exc.during if isinstance(exc, OutOfMemory) else "setting up"
     except VptbenchError as exc:
         return failed_record(plan, seed, str(exc))
     except Exception as exc:  # noqa: BLE001 - a tuner's bug must not end the suite
         record = failed_record(plan, seed, f"{type(exc).__name__}: {first_line(exc)} (traceback in errors.log)")
         return {**record, "traceback": traceback.format_exc()}
-    if record is None:
+    if out_of_memory:
         gc.collect()
         torch.cuda.empty_cache()
         training = plan.training
-        if retry_oom and training.accumulation_steps * 2 <= training.batch_size:
+        if out_of_memory == "training" and retry_oom and training.accumulation_steps * 2 <= training.batch_size:
             smaller = training.model_copy(update={"accumulation_steps": training.accumulation_steps * 2})
             return run_guarded(bench, replace(plan, training=smaller), seed, observer, retry_oom)
-        micro = -(-training.batch_size // training.accumulation_steps)
-        message = (
-            f"CUDA out of memory at batch size {training.batch_size} (micro-batches of {micro}); lower batch_size, "
-            "or pass --retry-oom to accumulate gradients over smaller micro-batches at the same effective batch"
-        )
-        return {**failed_record(plan, seed, message), "status": "oom"}
+        return {**failed_record(plan, seed, _out_of_memory_advice(out_of_memory, training)), "status": "oom"}
     return {**record, "params": params_of(plan), "reference": reference_of(plan)}
+
+
+def _out_of_memory_advice(during: str, training: Training) -> str:
+    if during == "training":
+        micro = -(-training.batch_size // training.accumulation_steps)
+        return (
+            f"CUDA out of memory while training at batch size {training.batch_size} (micro-batches of {micro}); lower "
+            "batch_size, or pass --retry-oom to accumulate gradients over smaller micro-batches at the same effective batch"
+        )
+    if during in ("evaluating", "encoding features"):
+        return f"CUDA out of memory while {during} in batches of {training.eval_batch_size}; lower eval_batch_size"
+    return f"CUDA out of memory while {during}: the model does not fit on this device"
 
 
 def failed_record(plan: PlannedExperiment, seed: int, error: str) -> dict:

@@ -10,13 +10,13 @@ import torch
 from torch import Tensor, nn
 
 from vptbench.data import ImageData, make_splits, normalize
-from vptbench.harness.device import clock, describe, peak_memory, reset_peak_memory
+from vptbench.harness.device import clock, describe, peak_memory, phase, reset_peak_memory
 from vptbench.harness.features import FeatureStore, encode_dataset
 from vptbench.harness.metrics import classification_metrics
 from vptbench.harness.seeding import seed_everything
 from vptbench.harness.trainer import Batches, EpochRecord, FitOutcome, Precision, evaluate, fit
 from vptbench.models import LoadedModel
-from vptbench.protocol import Task
+from vptbench.protocol import FeatureTuner, Task
 from vptbench.registry import Experiment, Training
 
 
@@ -86,7 +86,7 @@ def count_parameters(module: nn.Module) -> tuple[int, int]:
 
 
 def uses_cached_features(tuner: nn.Module) -> bool:
-    return callable(getattr(tuner, "encode", None)) and callable(getattr(tuner, "classify", None))
+    return isinstance(tuner, FeatureTuner)
 
 
 def run_one(bench: Workbench, plan: PlannedExperiment, seed: int, observer: Observer) -> dict:
@@ -101,7 +101,8 @@ def run_one(bench: Workbench, plan: PlannedExperiment, seed: int, observer: Obse
     data, transform, logits_fn, features_from = bench.data, pixels, tuner, None
     if uses_cached_features(tuner):
         key = tuner.feature_key() if callable(getattr(tuner, "feature_key", None)) else None
-        data, features_from = bench.features.get(key, precision.name, clip, bench.data, lambda: _encode(tuner, bench.data, pixels, plan.training.eval_batch_size, precision))
+        with phase("encoding features"):
+            data, features_from = bench.features.get(key, precision.name, clip, bench.data, lambda: _encode(tuner, bench.data, pixels, plan.training.eval_batch_size, precision))
         transform, logits_fn = _identity, tuner.classify
     if plan.training.compile:
         logits_fn = torch.compile(logits_fn)
@@ -114,14 +115,16 @@ def run_one(bench: Workbench, plan: PlannedExperiment, seed: int, observer: Obse
     epochs = plan.training.epochs if trainable else 0
     observer.run_started(plan.id, seed, epochs)
     if trainable:
-        outcome = fit(tuner, logits_fn, train, val, plan.training, generator, device, observer.epoch_done)
+        with phase("training"):
+            outcome = fit(tuner, logits_fn, train, val, plan.training, generator, device, observer.epoch_done)
     else:
         outcome = FitOutcome()
 
     start = clock(device)
     batch = plan.training.eval_batch_size
-    train_eval, val_eval = (evaluate(tuner, logits_fn, split, batch, precision) for split in (train, val))
-    test_eval = evaluate(tuner, logits_fn, test, batch, precision)  # the only time the test split is touched
+    with phase("evaluating"):
+        train_eval, val_eval = (evaluate(tuner, logits_fn, split, batch, precision) for split in (train, val))
+        test_eval = evaluate(tuner, logits_fn, test, batch, precision)  # the only time the test split is touched
     outcome.eval_seconds += clock(device) - start
     metrics = classification_metrics(test.labels.cpu().numpy(), test_eval.predictions.numpy(), bench.task.class_names)
     memory, memory_kind = peak_memory(device)
@@ -147,8 +150,8 @@ def run_one(bench: Workbench, plan: PlannedExperiment, seed: int, observer: Obse
         "setup_seconds": setup_seconds,
         "train_seconds": outcome.train_seconds,
         "eval_seconds": outcome.eval_seconds,
-        "seconds_to_converge": sum(r.train_seconds for r in outcome.history[: outcome.epochs_to_converge]),
-        "images_per_second": outcome.images_trained / outcome.train_seconds if outcome.train_seconds else None,
+        "seconds_to_converge": sum(r.train_seconds for r in outcome.history[: outcome.epochs_to_converge]) if trainable else None,
+        "images_per_second": outcome.images_per_second(len(train)),
         "peak_memory_mb": memory,
         "memory_kind": memory_kind,
         "device": describe(device),

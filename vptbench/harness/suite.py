@@ -9,6 +9,7 @@ import torch
 from pydantic import ValidationError
 
 from vptbench import plugins
+from vptbench.clip.features import class_prompts
 from vptbench.data import load_images, make_splits
 from vptbench.errors import ConfigError, DataError, PluginError, UsageError, first_line, unknown_name
 from vptbench.harness.device import describe, use_device
@@ -185,6 +186,10 @@ def prepare(plan: SuitePlan, device_name: str, progress=None, feature_cache: Pat
     to the device unless the runs happen elsewhere (Ray workers move it to their own)."""
     device = use_device(device_name)
     model = load_model(plan.model_name, plan.model)
+    try:  # before minutes of decoding: every class prompt must fit the text tower
+        class_prompts(model.tokenizer, plan.dataset.class_names, plan.dataset.templates)
+    except DataError as exc:
+        raise DataError(f"datasets.{plan.dataset_name}: {exc}") from None
     data = load_images(plan.dataset_name, plan.dataset, model, progress)
     if plan.experiments:  # a split that cannot be made fails now, not once per run
         make_splits(data, plan.experiments[0].training.val_fraction, plan.seeds[0])

@@ -20,8 +20,12 @@ from vptbench.harness.runner import PlannedExperiment, count_parameters, uses_ca
 from vptbench.harness.seeding import seed_everything
 from vptbench.harness.trainer import Precision, make_optimizer, train_step
 
-# Dense bf16/fp16 tensor-core peaks (TFLOP/s) used for model-FLOPs utilisation.
-PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 125.0, "RTX 4090": 165.0}
+# Dense tensor-core peaks in TFLOP/s, (bf16 or fp16, tf32), for model-FLOPs utilisation; the more
+# specific names first, as a card's name contains its family's ("NVIDIA H100 PCIe").
+PEAK_TFLOPS = {
+    "H100 PCIe": (756.0, 378.0), "H100 NVL": (835.0, 418.0), "H100": (989.0, 494.0), "H200": (989.0, 494.0),
+    "A100": (312.0, 156.0), "L40S": (362.0, 183.0), "RTX 4090": (165.0, 82.6),
+}  # fmt: skip
 
 
 @dataclass
@@ -36,17 +40,25 @@ class ThroughputRow:
     gflops_per_image: float
     achieved_tflops: float
     mfu: float | None
+    peak_tflops: float | None  # what MFU is measured against
     peak_memory_mb: float
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-def device_peak_tflops(device: torch.device) -> float | None:
+def device_peak_tflops(device: torch.device, precision: Precision) -> float | None:
+    """The card's dense peak at the precision its matmuls run in: half-precision tensor cores under
+    autocast, TF32 for fp32 (the harness enables it on CUDA); None when unknown."""
     if device.type != "cuda":
         return None
     name = torch.cuda.get_device_name(device)
-    return next((peak for key, peak in PEAK_TFLOPS.items() if key in name), None)
+    peaks = next((peak for key, peak in PEAK_TFLOPS.items() if key in name), None)
+    if peaks is None:
+        return None
+    if precision.dtype is not None:
+        return peaks[0]
+    return peaks[1] if torch.backends.cuda.matmul.allow_tf32 else None
 
 
 def measure(
@@ -90,11 +102,11 @@ def measure(
     seconds = (clock(device) - start) / steps
     memory, _ = peak_memory(device)
     achieved = flops / seconds / 1e12
-    peak = peak_tflops or device_peak_tflops(device)
+    peak = peak_tflops or device_peak_tflops(device, precision)
     return ThroughputRow(
         plan.id, plan.spec.tuner, "forward" if forward_only else "train", batch_size, trainable,
         seconds * 1e3, batch_size / seconds, flops / batch_size / 1e9, achieved,
-        achieved / peak if peak else None, memory,
+        achieved / peak if peak else None, peak, memory,
     )  # fmt: skip
 
 

@@ -96,7 +96,8 @@ class Convergence(Strict):
 
 
 class Training(Strict):
-    """Harness-owned training settings; every field can be overridden per experiment."""
+    """Harness-owned training settings. An experiment may override those of TrainingOverride; the
+    validation split, the evaluation batch and the seeds stay the suite's, alike for every experiment."""
 
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     lr: Annotated[float, Field(gt=0)] = 1e-3

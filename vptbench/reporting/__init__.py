@@ -19,11 +19,11 @@ def write_reports(run_dir: Path, meta: dict, records: list[dict]) -> list[Path]:
     from vptbench.reporting.plots import write_plots
     from vptbench.reporting.schema import Report
 
+    report = Report.model_validate({**meta, "runs": records})  # first: nothing is written from what the schema rejects
     frame = flat_frame(records)
     write_atomic(run_dir / RESULTS_CSV, frame.to_csv(index=False))
     write_atomic(run_dir / SUMMARY_CSV, summarize(frame).to_csv(index=False))
     plots = write_plots(run_dir, records)
     write_atomic(run_dir / REPORT_MD, markdown_report(meta, records, frame, plots))
-    report = Report.model_validate({**meta, "runs": records})  # never write what the schema rejects
     write_atomic(run_dir / REPORT_JSON, report.model_dump_json(indent=2, by_alias=True) + "\n")
     return [run_dir / RESULTS_CSV, run_dir / SUMMARY_CSV, run_dir / REPORT_MD, run_dir / REPORT_JSON, *plots]

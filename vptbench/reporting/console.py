@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from rich.table import Table
 
-from vptbench.reporting.tables import display_rows, flat_frame, summarize
+from vptbench.reporting.tables import CACHED_NOTE, display_rows, flat_frame, shows_cached, summarize
 
 NUMERIC = {"Step", "GFLOPs/img", "TFLOP/s", "MFU", "Trainable", "Total", "Trainable %", "Val acc", "Test acc", "Macro-F1", "Epochs to conv.", "Train time", "Images/s", "Peak mem", "Reference", "Δ vs ref"}
 
@@ -24,4 +24,6 @@ def summary_table(records: list[dict], title: str) -> Table:
     table = make_table(title, rows[0] if rows else ["Experiment"])
     for row in rows:
         table.add_row(*row.values(), style=None if row["Status"] == "ok" else "red")
+    if shows_cached(rows):
+        table.caption, table.caption_justify = CACHED_NOTE, "left"
     return table

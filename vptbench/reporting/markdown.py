@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from vptbench.reporting.tables import display_rows, summarize
+from vptbench.reporting.tables import CACHED_NOTE, display_rows, shows_cached, summarize
 
 
 def markdown_report(meta: dict, records: list[dict], frame: pd.DataFrame, plots: list[Path]) -> str:
@@ -22,13 +22,16 @@ def markdown_report(meta: dict, records: list[dict], frame: pd.DataFrame, plots:
         f"{packages.get('vptbench')}, commit {env.get('git_commit') or 'unknown'}",
         "- Model selection and convergence use the validation split only; the test split is evaluated once, "
         "on the selected state. Test accuracy shows mean ± std over seeds, or a 95 % bootstrap interval "
-        "for a single seed; (!) marks a reference value outside that interval.",
+        "for a single seed; (!) marks a reference value outside the 95 % bootstrap interval of the (mean) test "
+        "accuracy over this test split.",
         "",
         "## Summary",
         "",
     ]
     rows = display_rows(summarize(frame))
     lines += [pd.DataFrame(rows).to_markdown(index=False) if rows else "_No run finished._", ""]
+    if shows_cached(rows):
+        lines += [CACHED_NOTE + ".", ""]
     if plots:
         lines += ["## Plots", ""] + [f"![{p.stem.replace('_', ' ')}]({p.name})" for p in plots] + [""]
     lines += ["## Per experiment", ""]

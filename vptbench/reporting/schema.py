@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 Status = Literal["ok", "failed", "diverged", "interrupted", "oom"]
 
@@ -53,6 +53,17 @@ class RunRecord(Open):
     per_class: list[ClassMetrics] | None = None
     confusion_matrix: list[list[int]] | None = None
     history: list[EpochRow] | None = None
+
+    @model_validator(mode="after")
+    def _finished_runs_are_measured(self) -> RunRecord:
+        if self.status in ("ok", "diverged"):
+            missing = [name for name in MEASURED if getattr(self, name) is None]
+            if missing:
+                raise ValueError(f"a finished run lacks {', '.join(missing)}")
+        return self
+
+
+MEASURED = ("trainable_params", "total_params", "test_accuracy", "val_accuracy", "test_macro_f1", "per_class", "confusion_matrix", "history")
 
 
 class Report(Open):

@@ -12,19 +12,21 @@ COLUMNS = [
     "train_accuracy", "val_accuracy", "test_accuracy", "test_macro_f1", "test_correct", "test_total",
     "epochs_run", "best_epoch", "epochs_to_converge", "seconds_to_converge",
     "setup_seconds", "train_seconds", "eval_seconds", "images_per_second",
-    "peak_memory_mb", "memory_kind", "device",
+    "peak_memory_mb", "memory_kind", "device", "cached_features",
     "ref_test_accuracy", "ref_trainable_params", "ref_epochs_to_converge",
 ]  # fmt: skip
 
 SUMMARY_COLUMNS = [
     "experiment", "tuner", "runs", "runs_ok", "status", "trainable_params", "trainable_percent",
     "val_accuracy_mean", "test_accuracy_mean", "test_accuracy_std", "test_accuracy_ci_low", "test_accuracy_ci_high",
-    "test_macro_f1_mean", "epochs_to_converge_mean", "train_seconds_mean", "images_per_second_mean",
+    "test_macro_f1_mean", "epochs_to_converge_mean", "train_seconds_mean", "images_per_second_mean", "cached_features",
     "peak_memory_mb_max", "ref_test_accuracy", "ref_difference", "ref_outside_interval",
     "ref_trainable_params", "ref_epochs_to_converge",
 ]  # fmt: skip
 
 BOOTSTRAP_SAMPLES = 10_000
+CACHED_MARK = " †"
+CACHED_NOTE = "† trains a head on frozen features encoded once per suite; the encoding is in setup_seconds, not train time"
 
 
 def flat_frame(records: list[dict]) -> pd.DataFrame:
@@ -82,6 +84,7 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
                 "epochs_to_converge_mean": ok["epochs_to_converge"].mean(),
                 "train_seconds_mean": ok["train_seconds"].mean(),
                 "images_per_second_mean": ok["images_per_second"].mean(),
+                "cached_features": bool(ok["cached_features"].eq(True).any()),
                 "peak_memory_mb_max": ok["peak_memory_mb"].max(),
                 "ref_test_accuracy": reference,
                 "ref_difference": mean - reference if pd.notna(reference) else np.nan,
@@ -109,6 +112,7 @@ def display_rows(summary: pd.DataFrame) -> list[dict[str, str]]:
     with_reference = summary["ref_test_accuracy"].notna().any()
     rows = []
     for row in summary.to_dict("records"):
+        cached = CACHED_MARK if row["cached_features"] and pd.notna(row["images_per_second_mean"]) else ""  # trained
         shown = {
             "Experiment": row["experiment"],
             "Tuner": row["tuner"],
@@ -117,8 +121,8 @@ def display_rows(summary: pd.DataFrame) -> list[dict[str, str]]:
             "Test acc": _accuracy_text(row),
             "Macro-F1": _num(row["test_macro_f1_mean"]),
             "Epochs to conv.": _num(row["epochs_to_converge_mean"], "{:.0f}"),
-            "Train time": _num(row["train_seconds_mean"], "{:.1f} s"),
-            "Images/s": _num(row["images_per_second_mean"], "{:,.0f}"),
+            "Train time": _num(row["train_seconds_mean"], "{:.1f} s") + cached,
+            "Images/s": _num(row["images_per_second_mean"], "{:,.0f}") + cached,
             "Peak mem": _num(row["peak_memory_mb_max"], "{:,.0f} MiB"),
             "Status": row["status"],
         }
@@ -128,6 +132,11 @@ def display_rows(summary: pd.DataFrame) -> list[dict[str, str]]:
             shown["Δ vs ref"] = _num(row["ref_difference"], "{:+.3f}") + (flag if pd.notna(row["ref_difference"]) else "")
         rows.append(shown)
     return rows
+
+
+def shows_cached(rows: list[dict[str, str]]) -> bool:
+    """Whether a displayed row carries the cached-features mark, which then needs its note."""
+    return any(row["Train time"].endswith(CACHED_MARK) for row in rows)
 
 
 def _num(value, pattern: str = "{:.3f}") -> str:

@@ -8,7 +8,7 @@ from transformers import CLIPModel
 
 from vptbench.clip.features import image_features
 from vptbench.protocol import Task, TunerConfig
-from vptbench.tuners.heads import HeadKind, LinearHead, LiveTextHead, TextHead
+from vptbench.tuners.heads import HeadKind, LiveTextHead, make_head
 
 
 class FullFinetuneConfig(TunerConfig):
@@ -35,7 +35,7 @@ class FullFinetune(nn.Module):
             clip.text_projection.requires_grad_(True)
             self.head = LiveTextHead(clip, task)
         else:
-            self.head = LinearHead(clip, task) if config.head == "linear" else TextHead(clip, task)
+            self.head = make_head(config.head, clip, task)
 
     def forward(self, pixel_values: Tensor) -> Tensor:
         return self.head(image_features(self.clip, pixel_values))
