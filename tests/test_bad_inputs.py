@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import datasets
 import numpy as np
@@ -220,6 +221,7 @@ def test_accumulation_keeps_the_effective_batch():
         (("--seeds", ""), "--seeds: '' must name seeds"),
         (("--seeds", "0-1000000000"), "asks for more than 1000 seeds"),
         (("--seeds", "4294967296"), "must name seeds from 0 to 4294967295"),
+        (("--seeds", "0,3-1"), "--seeds: the range '3-1' runs backwards; write 1-3"),
     ],
 )
 def test_bad_command_line_values(cli, tiny_config, tmp_path, args, expected):
@@ -294,3 +296,84 @@ def test_feature_cache_must_be_a_folder_and_damaged_entries_are_recomputed(cli, 
     (entry,) = cache.glob("*.pt")
     entry.write_bytes(b"damaged")
     assert cli("run", "E2", "--config", tiny_config, "--output", tmp_path / "c", "--quiet", "--feature-cache", cache)[0] == 0
+
+
+def test_brackets_in_an_error_are_shown_not_read_as_markup(cli, tmp_path, tiny_model_dir, image_folder):
+    config = tmp_path / "[red]" / "bench.toml"
+    config.parent.mkdir()
+    config.write_text(tiny_suite_toml(tiny_model_dir, image_folder).replace('model = "tiny"', 'model = "nomodel"'))
+    code, _, err = cli("list", "--config", config)
+    assert code == 2 and "/[red]/bench.toml" in err and "'nomodel' is not declared under [models]" in err
+
+
+def test_an_unwritable_run_directory_is_one_line_and_keeps_its_files(cli, tiny_config, tmp_path, monkeypatch):
+    """Root ignores permissions, so the read-only file system is simulated where files are created."""
+    import errno
+    import tempfile
+
+    assert cli("run", "E2", "--config", tiny_config, "--output", tmp_path, "--quiet")[0] == 0
+    (run_dir,) = (p for p in tmp_path.iterdir() if p.is_dir())
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    code, out, err = cli("report", run_dir)
+    assert code == 2 and "Traceback" not in out + err and f"cannot write '{run_dir / 'results.csv'}': Read-only file system" in err
+    monkeypatch.setattr("vptbench.results.RunLock._acquire", read_only)
+    code, out, err = cli("run", "--resume", run_dir, "--quiet")
+    assert code == 2 and "Traceback" not in out + err and f"cannot lock '{run_dir}': Read-only file system" in err
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == before
+
+
+def test_results_from_another_schema_are_refused_by_version(cli, tiny_config, tmp_path):
+    assert cli("run", "E1", "--config", tiny_config, "--output", tmp_path, "--quiet")[0] == 0
+    (run_dir,) = (p for p in tmp_path.iterdir() if p.is_dir())
+    meta = json.loads((run_dir / "run.json").read_text())
+    (run_dir / "run.json").write_text(json.dumps({**meta, "schema_version": 99}))
+    code, out, err = cli("report", run_dir)
+    assert code == 2 and "Traceback" not in out + err and "was written with results schema 99; this vptbench reads schema 1" in err
+
+
+def test_a_corrupt_record_is_named(cli, tiny_config, tmp_path):
+    assert cli("run", "E1", "--config", tiny_config, "--output", tmp_path, "--quiet")[0] == 0
+    (run_dir,) = (p for p in tmp_path.iterdir() if p.is_dir())
+    (run_dir / "runs" / "E1-seed0.json").write_text("{\n")
+    code, _, err = cli("report", run_dir)
+    assert code == 2 and f"'{run_dir}': cannot read runs/E1-seed0.json: Expecting property name" in err
+
+
+def test_a_feature_cache_that_cannot_be_written_is_refused_before_any_run(cli, tiny_config, tmp_path, monkeypatch):
+    import errno
+    import tempfile
+
+    cache = tmp_path / "cache"
+    real = tempfile.TemporaryFile
+
+    def read_only_cache(*args, dir=None, **kwargs):
+        if dir is not None and Path(dir) == cache:
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", read_only_cache)
+    code, out, err = cli("run", "E2", "--config", tiny_config, "--output", tmp_path / "out", "--quiet", "--feature-cache", cache)
+    assert code == 2 and f"--feature-cache: cannot write to '{cache}': Read-only file system" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_image_folder_with_one_class_says_what_is_missing(cli, tmp_path, tiny_model_dir):
+    from vptbench.testing import make_image_folder
+
+    folder = make_image_folder(tmp_path / "one", ["red"], {"train": 4, "test": 2})
+    code, _, err = _run(cli, tmp_path, tiny_suite_toml(tiny_model_dir, folder))
+    assert code == 2 and "has no column 'label'" in err and "it needs at least two" in err
+
+
+def test_result_files_follow_the_umask(cli, tiny_config, tmp_path):
+    assert cli("run", "E1", "--config", tiny_config, "--output", tmp_path, "--quiet")[0] == 0
+    (run_dir,) = (p for p in tmp_path.iterdir() if p.is_dir())
+    from vptbench.results import UMASK
+
+    modes = {p.name: p.stat().st_mode & 0o777 for p in run_dir.rglob("*") if p.is_file()}
+    assert modes and set(modes.values()) == {0o666 & ~UMASK}, modes

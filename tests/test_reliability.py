@@ -35,8 +35,8 @@ def test_ctrl_c_keeps_finished_runs_and_resume_matches_an_uninterrupted_run(cli,
 
     monkeypatch.setattr(suite_module, "run_one", interrupt_second_experiment)
     code, _, err = cli("run", "--all", "--config", tiny_config, "--output", tmp_path / "broken", "--quiet", "--seeds", "0,1")
-    assert code == 130 and "interrupted" in err
     run_dir = _only_dir(tmp_path / "broken")
+    assert code == 130 and f"interrupted: finished runs are kept in {run_dir}; finish with `vptbench run --resume {run_dir}`" in err
     assert json.loads((run_dir / "run.json").read_text())["status"] == "interrupted"
     partial = pd.read_csv(run_dir / "results.csv")
     assert list(partial["status"]) == ["ok", "ok", "ok", "interrupted"]
@@ -61,8 +61,8 @@ def test_a_tuner_that_raises_fails_alone(cli, tiny_config, tmp_path, monkeypatch
         return real_run_one(bench, plan, seed, observer)
 
     monkeypatch.setattr(suite_module, "run_one", broken_e1)
-    code, out, _ = cli("run", "--all", "--config", tiny_config, "--output", tmp_path, "--quiet", "--json", "--seeds", "0,1")
-    assert code == 1
+    code, out, err = cli("run", "--all", "--config", tiny_config, "--output", tmp_path, "--quiet", "--json", "--seeds", "0,1")
+    assert code == 1 and "E1 seed 1 failed: RuntimeError: boom (traceback in errors.log)" in err
     runs = {(r["experiment"], r["seed"]): r for r in json.loads(out)["runs"]}
     assert runs["E1", 0]["status"] == "failed" and runs["E1", 0]["error"] == "RuntimeError: boom (traceback in errors.log)"
     assert runs["E2", 0]["status"] == runs["E2", 1]["status"] == "ok"
@@ -72,8 +72,8 @@ def test_a_tuner_that_raises_fails_alone(cli, tiny_config, tmp_path, monkeypatch
 
 
 def test_resume_refuses_other_selection_options(cli, tmp_path):
-    code, _, err = cli("run", "E1", "--resume", tmp_path)
-    assert code == 2 and "--resume" in err
+    code, _, err = cli("run", "E1", "--resume", tmp_path, "--epochs", "3")
+    assert code == 2 and "--resume takes the run directory's own configuration; drop experiment ids, --epochs" in err
 
 
 def test_a_live_lock_refuses_a_second_writer_and_a_stale_one_is_taken_over(cli, tiny_config, tmp_path):

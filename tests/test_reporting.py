@@ -102,3 +102,35 @@ def test_combining_run_directories(cli, tiny_config, tmp_path):
     frame = pd.read_csv(combined / "results.csv")
     assert frame[["experiment", "seed"]].values.tolist() == [["E2", 0], ["E2", 1]]
     assert "± " in (combined / "report.md").read_text()  # two seeds: mean ± std
+
+
+@pytest.mark.parametrize("width", [60, 80, 120, 200])
+def test_the_terminal_summary_never_wraps_a_number_and_names_what_it_leaves_out(width):
+    from rich.console import Console
+
+    from vptbench.reporting.console import summary_table
+
+    records = [{**_record("E2", 0, 90), "cached_features": True}, _record("E6-full-finetune", 0, 95)]
+    console = Console(width=width, record=True, file=open("/dev/null", "w"))  # noqa: SIM115
+    table = summary_table(records, "Suite", width)
+    console.print(table)
+    text = console.export_text()
+    shown = [column.header for column in table.columns]
+    assert shown[0] == "Experiment" and "Test acc" in shown
+    assert all(len(line) <= width for line in text.splitlines())
+    for row in display_rows(summarize(flat_frame(records))):
+        for column in shown:
+            assert row[column] in text, (column, row[column])  # every shown cell whole, on one line
+    hidden = [column for column in display_rows(summarize(flat_frame(records)))[0] if column not in shown]
+    flowing = " ".join(text.split())
+    assert ("Left out at this width: " + ", ".join(hidden) + " (see report.md)" in flowing) == bool(hidden)
+    assert ("† trains a head on frozen features" in flowing) == ("Train time" in shown)
+    assert (width >= 200) == (not hidden)
+
+
+def test_markdown_keeps_the_displayed_digits_and_marks_cached_rows(tmp_path):
+    records = [{**_record("E2", 0, 90), "cached_features": True}]
+    meta = {"schema_version": 1, "suite": "s", "config": {"model_name": "m", "dataset_name": "d"}, "seeds": [0], "device": "cpu", "environment": {}, "status": "finished"}
+    write_reports(tmp_path, meta, records)
+    markdown = (tmp_path / "report.md").read_text()
+    assert "|     0.900 |" in markdown and "2.0 s † |" in markdown and "† trains a head on frozen features" in markdown

@@ -101,8 +101,10 @@ def run(
 
     finished: list[dict] = []
     if resume:
-        if ids or all_ or suite or config or seeds or epochs or model or dataset:
-            raise UsageError("--resume takes the run directory's own configuration; drop the other selection options")
+        selection = {"experiment ids": ids, "--all": all_, "--suite": suite, "--config": config, "--seeds": seeds, "--epochs": epochs, "--model": model, "--dataset": dataset}
+        given = [name for name, value in selection.items() if value]
+        if given:
+            raise UsageError(f"--resume takes the run directory's own configuration; drop {', '.join(given)}")
         meta, finished = load_run_dir(resume)
         plan = plan_from_run_dir(meta)
     else:
@@ -116,10 +118,14 @@ def run(
     if address and executor != "ray":
         raise UsageError("--address goes with --executor ray")
     if not quiet:
-        console.print(f"Suite [bold]{plan.suite}[/]: {len(plan.experiments)} experiments × {len(plan.seeds)} seeds ({plan.config_path})")
+        console.print(f"Suite [bold]{plan.suite}[/]: {_count(len(plan.experiments), 'experiment')} × {_count(len(plan.seeds), 'seed')} ({plan.config_path})")
     runner = _make_executor(executor, address, device)
     result = _execute(plan, device, resume or output, bool(resume), quiet, finished, retry_oom, feature_cache, runner)
     _finish(result, plan.suite, as_json)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _plan_from_registry(ids, all_, suite, config, seeds, epochs, model, dataset):
@@ -145,17 +151,22 @@ def _make_executor(name: str, address: str | None, device: str):
 
 def _execute(plan, device: str, target: Path, resuming: bool, quiet: bool, finished: list[dict], retry_oom: bool, feature_cache: Path | None, runner):
     """Load once, then run; progress bars unless quiet."""
+    from vptbench.errors import Interrupted
     from vptbench.harness.runner import QuietObserver
-    from vptbench.harness.suite import prepare, run_suite
+    from vptbench.harness.suite import FINISHED_STATUSES, prepare, run_suite
     from vptbench.progress import RichObserver
     from vptbench.results import new_run_dir
 
     total = len(plan.experiments) * len(plan.seeds)
-    observer = QuietObserver() if quiet else RichObserver(console, total)
+    kept = sum(r["status"] in FINISHED_STATUSES for r in finished)
+    observer = QuietObserver() if quiet else RichObserver(console, total, kept)
     with observer:
         bench = prepare(plan, device, observer.progress, feature_cache, data_on_device=runner.runs_here)
         run_dir = target if resuming else new_run_dir(target, plan.suite)
-        return run_suite(plan, bench, run_dir, observer, finished, retry_oom, runner)
+        try:
+            return run_suite(plan, bench, run_dir, observer, finished, retry_oom, runner)
+        except KeyboardInterrupt:
+            raise Interrupted(run_dir) from None
 
 
 def _dry_run(plan, as_json: bool) -> None:
@@ -185,15 +196,21 @@ def _dry_run(plan, as_json: bool) -> None:
 
 
 def _finish(result, suite_name: str, as_json: bool) -> None:
+    from rich.markup import escape
+
     from vptbench.reporting.console import summary_table
 
-    table_console(stderr=as_json).print(summary_table(result.records, f"Suite '{suite_name}' — {result.run_dir}"))
+    out = table_console(stderr=as_json)
+    out.print(summary_table(result.records, f"Suite '{suite_name}' — {result.run_dir}", out.width))
     if as_json:
         keep = ("experiment", "tuner", "seed", "status", "error", "trainable_params", "val_accuracy", "test_accuracy", "test_macro_f1", "epochs_to_converge", "train_seconds")
         typer.echo(json.dumps({"run_dir": str(result.run_dir), "runs": [{k: r.get(k) for k in keep} for r in result.records]}, indent=2))
     failures = result.failures
+    for record in result.records:
+        if record["status"] != "ok":
+            console.print(f"[red]{record['experiment']} seed {record['seed']} {record['status']}[/]: {escape(record.get('error') or 'no message')}", soft_wrap=True)
     verdict = f"[red]{failures} of {len(result.records)} runs did not finish ok[/]" if failures else f"all {len(result.records)} runs ok"
-    console.print(f"{verdict}; reports in [bold]{result.run_dir}[/] (report.md, results.csv, summary.csv, run.json)")
+    console.print(f"{verdict}; reports in [bold]{escape(str(result.run_dir))}[/] (report.md, results.csv, summary.csv, run.json)")
     if failures:
         raise typer.Exit(1)
 
@@ -232,7 +249,8 @@ def report(
         for record in records:
             save_run_record(target, record)
     write_reports(target, meta, records)
-    table_console().print(summary_table(records, f"Suite '{meta['suite']}' — {target}"))
+    out = table_console()
+    out.print(summary_table(records, f"Suite '{meta['suite']}' — {target}", out.width))
     console.print("wrote " + ", ".join(str(target / name) for name in files[fmt]))
 
 
@@ -307,6 +325,8 @@ def parse_seeds(text: str) -> list[int]:
         for part in filter(None, (p.strip() for p in text.split(","))):
             low, _, high = part.partition("-")
             first, last = int(low), int(high) if high else int(low)
+            if last < first:
+                raise UsageError(f"--seeds: the range '{part}' runs backwards; write {last}-{first}")
             if last - first >= MAX_SEEDS or len(seeds) > MAX_SEEDS:
                 raise UsageError(f"--seeds: '{text}' asks for more than {MAX_SEEDS} seeds")
             seeds += range(first, last + 1)
@@ -323,9 +343,11 @@ def _quiet_libraries() -> None:
     import os
 
     import transformers
+    from huggingface_hub.utils import logging as hub_logging
 
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
+    hub_logging.set_verbosity_error()  # its retry warnings would precede our one-line error
     if "datasets" in sys.modules:
         sys.modules["datasets"].disable_progress_bars()
         sys.modules["datasets"].logging.set_verbosity_error()

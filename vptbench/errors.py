@@ -34,6 +34,18 @@ class ModelError(UsageError):
     """A model cannot be loaded or is unusable."""
 
 
+class WriteError(UsageError):
+    """A results file cannot be written: a read-only folder, a full disk."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a suite, carrying the run directory that keeps its finished runs."""
+
+    def __init__(self, run_dir) -> None:
+        super().__init__(str(run_dir))
+        self.run_dir = run_dir
+
+
 def unknown_name(kind: str, name: str, available: Iterable[str]) -> str:
     """lm-eval style message: the culprit, a suggestion, and the choices."""
     choices = sorted(available)

@@ -9,7 +9,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 class RichObserver:
     """Draws progress from the runner's callbacks; the harness itself never imports rich."""
 
-    def __init__(self, console: Console, total_runs: int) -> None:
+    def __init__(self, console: Console, total_runs: int, finished_runs: int = 0) -> None:
         self.progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -19,7 +19,7 @@ class RichObserver:
             console=console,
             transient=False,
         )
-        self.suite = self.progress.add_task("suite", total=total_runs)
+        self.suite = self.progress.add_task("suite", total=total_runs, completed=finished_runs)  # a resume keeps some
         self.epochs = None
 
     def __enter__(self) -> RichObserver:

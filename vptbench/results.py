@@ -14,28 +14,36 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from vptbench.errors import UsageError
+from vptbench.errors import UsageError, WriteError
 
 SCHEMA_VERSION = 1
 RUN_FILE = "run.json"
 RUNS_DIR = "runs"
 HISTORY_DIR = "history"
+UMASK = os.umask(0o022)  # reading the umask means setting it: put it straight back
+os.umask(UMASK)
 PACKAGES = ("vptbench", "torch", "transformers", "datasets", "pydantic", "scikit-learn", "numpy")
 
 
 def write_atomic(path: Path, text: str | bytes) -> None:
     """Temporary file, fsync, rename: a reader (or a resume after kill -9) never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = text.encode("utf-8") if isinstance(text, str) else text
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise WriteError(f"cannot write '{path}': {exc.strerror}") from None
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp's owner-only mode would hide results from colleagues
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise WriteError(f"cannot write '{path}': {exc.strerror}") from None
         raise
 
 
@@ -48,17 +56,29 @@ def new_run_dir(output: Path, suite: str) -> Path:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     run_dir = output / f"{suite}-{stamp}"
     suffix = 1
-    while run_dir.exists():
-        suffix += 1
-        run_dir = output / f"{suite}-{stamp}-{suffix}"
-    try:
-        run_dir.mkdir(parents=True)
-        probe = run_dir / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise UsageError(f"--output: cannot write results to '{output}': {exc.strerror}") from None
+    while True:
+        try:
+            run_dir.mkdir(parents=True)
+            break
+        except FileExistsError:  # another run started in the same second
+            suffix += 1
+            run_dir = output / f"{suite}-{stamp}-{suffix}"
+        except OSError as exc:
+            raise UsageError(f"--output: cannot write results to '{output}': {exc.strerror}") from None
+    problem = write_problem(run_dir)
+    if problem:
+        raise UsageError(f"--output: cannot write results to '{output}': {problem}")
     return run_dir
+
+
+def write_problem(folder: Path) -> str | None:
+    """Why no file can be created in `folder`, or None; checked by trying, as permissions alone
+    miss read-only mounts."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return None
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
 
 
 class RunLock:
@@ -68,17 +88,23 @@ class RunLock:
         self.path = run_dir / ".lock"
 
     def __enter__(self) -> RunLock:
+        try:
+            return self._acquire()
+        except OSError as exc:  # a read-only folder, say
+            raise WriteError(f"cannot lock '{self.path.parent}': {exc.strerror}") from None
+
+    def _acquire(self) -> RunLock:
         me = f"{socket.gethostname()} {os.getpid()}"
         for _ in range(2):
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 try:
                     holder = self.path.read_text().strip()
                 except FileNotFoundError:  # released between the two calls: try again
                     continue
                 if _alive(holder):
-                    raise UsageError(f"'{self.path.parent}' is in use by another vptbench run (process {holder}); wait for it or pick another --output") from None
+                    raise UsageError(f"'{self.path.parent}' is in use by another vptbench run (process {holder}); wait for it to finish") from None
                 self.path.unlink(missing_ok=True)  # stale: its process is gone
                 continue
             with os.fdopen(fd, "w") as handle:
@@ -124,15 +150,19 @@ def load_run_dir(run_dir: Path) -> tuple[dict, list[dict]]:
     meta_path = run_dir / RUN_FILE
     if not meta_path.is_file():
         raise UsageError(f"'{run_dir}' is not a vptbench run directory (no {RUN_FILE})")
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        paths = sorted((run_dir / RUNS_DIR).glob("*.json"))
-        records = [json.loads(p.read_text(encoding="utf-8")) for p in paths]
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UsageError(f"'{run_dir}': cannot read saved results: {exc}") from None
+    paths = [meta_path, *sorted((run_dir / RUNS_DIR).glob("*.json"))]
+    loaded = []
+    for path in paths:
+        try:
+            loaded.append(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise UsageError(f"'{run_dir}': cannot read {path.relative_to(run_dir)}: {exc}") from None
+    (meta, *records), paths = loaded, paths[1:]
     missing = [key for key in ("schema_version", "suite", "config", "seeds", "plan") if not isinstance(meta, dict) or key not in meta]
     if missing:
         raise UsageError(f"'{run_dir}' is not a valid vptbench run directory ({RUN_FILE} lacks {', '.join(missing)})")
+    if meta["schema_version"] != SCHEMA_VERSION:
+        raise UsageError(f"'{run_dir}' was written with results schema {meta['schema_version']}; this vptbench reads schema {SCHEMA_VERSION}")
     for path, record in zip(paths, records, strict=True):
         problem = _record_problem(record)
         if problem:

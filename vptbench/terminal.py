@@ -8,6 +8,7 @@ from functools import wraps
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from vptbench.errors import VptbenchError
@@ -17,7 +18,8 @@ DEBUG = {"on": False}  # --debug: tracebacks instead of one-line errors
 
 
 def error_line(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
+    """Brackets in the message ("[models]", a path) are text, not Rich markup."""
+    console.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False, soft_wrap=True)
 
 
 # Click's exceptions, from whichever click this typer uses (newer typers vendor their own copy).
@@ -68,8 +70,13 @@ def reports_errors(command):
                 raise
             error_line(str(exc))
             raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            console.print("[yellow]interrupted[/]: finished runs are kept")
+        except KeyboardInterrupt as exc:
+            run_dir = getattr(exc, "run_dir", None)
+            if run_dir is None:
+                console.print("[yellow]interrupted[/]")
+            else:
+                where = escape(str(run_dir))
+                console.print(f"[yellow]interrupted[/]: finished runs are kept in {where}; finish with `vptbench run --resume {where}`", soft_wrap=True)
             raise typer.Exit(130) from None
 
     return wrapper

@@ -104,8 +104,9 @@ def _read_hf(name: str, spec: DatasetSpec) -> dict[str, RawSplit]:
         data = loaded[split]
         for column in (spec.image_column, spec.label_column):
             if column not in data.column_names:
+                hint = " (an image folder labels its images by their subfolders: it needs at least two)" if spec.source == "imagefolder" else ""
                 raise DataError(
-                    f"datasets.{name}: split '{split}' has no column '{column}'; columns: {', '.join(data.column_names)}"
+                    f"datasets.{name}: split '{split}' has no column '{column}'; columns: {', '.join(data.column_names)}{hint}"
                 )
         _check_label_names(name, spec, data.features[spec.label_column])
         out[role] = (_LazyImages(data, spec.image_column), list(data[spec.label_column]))

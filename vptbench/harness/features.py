@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from vptbench.data import ImageData, ImageSplit
 from vptbench.errors import UsageError
 from vptbench.harness.device import describe
+from vptbench.results import write_atomic, write_problem
 
 
 def encode_dataset(encode: Callable[[Tensor], Tensor], data: ImageData, transform: Callable[[Tensor], Tensor], batch_size: int) -> ImageData:
@@ -41,6 +42,9 @@ class FeatureStore:
                 directory.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise UsageError(f"--feature-cache: cannot use '{directory}' as a folder: {exc.strerror}") from None
+            problem = write_problem(directory)
+            if problem:
+                raise UsageError(f"--feature-cache: cannot write to '{directory}': {problem}")
         self.directory = directory
         self.memory: dict[tuple[str, str], ImageData] = {}
 
@@ -84,8 +88,6 @@ def fingerprint(key: str, precision: str, model: nn.Module, data: ImageData) -> 
 
 def _save(path: Path, features: ImageData) -> None:
     import io
-
-    from vptbench.results import write_atomic
 
     buffer = io.BytesIO()
     torch.save({name: getattr(features, name).pixels.cpu() if getattr(features, name) else None for name in ("train", "test", "validation")}, buffer)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from vptbench.reporting.tables import CACHED_NOTE, display_rows, shows_cached, summarize
+from vptbench.reporting.tables import CACHED_NOTE, NUMERIC, display_rows, shows_cached, summarize
 
 
 def markdown_report(meta: dict, records: list[dict], frame: pd.DataFrame, plots: list[Path]) -> str:
@@ -29,7 +29,11 @@ def markdown_report(meta: dict, records: list[dict], frame: pd.DataFrame, plots:
         "",
     ]
     rows = display_rows(summarize(frame))
-    lines += [pd.DataFrame(rows).to_markdown(index=False) if rows else "_No run finished._", ""]
+    if rows:  # the displayed strings as they are ("0.960", not a re-parsed 0.96), numbers right-aligned
+        align = ["right" if column in NUMERIC else "left" for column in rows[0]]
+        lines += [pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True, colalign=align), ""]
+    else:
+        lines += ["_No run finished._", ""]
     if shows_cached(rows):
         lines += [CACHED_NOTE + ".", ""]
     if plots:

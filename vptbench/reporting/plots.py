@@ -65,11 +65,11 @@ def _scatter(records: list[dict], key: str, label: str, log: bool) -> Figure:
     axes = figure.add_subplot()
     colors = {e: f"C{i % 10}" for i, e in enumerate(dict.fromkeys(r["experiment"] for r in records))}
     for record in records:
-        x = max(record[key], 1) if log else record[key]  # zero-shot trains nothing: pin it at 1
+        x = record[key]
         axes.scatter(x, record["test_accuracy"], color=colors[record["experiment"]])
         axes.annotate(record["experiment"], (x, record["test_accuracy"]), textcoords="offset points", xytext=(4, 4))
-    if log:
-        axes.set_xscale("log")
+    if log:  # symmetric log: zero-shot's 0 trainable parameters sits at 0, not on a pretend 1
+        axes.set_xscale("symlog", linthresh=1)
     axes.set(xlabel=label, ylabel="test accuracy", title=f"Test accuracy against {label}")
     axes.grid(alpha=0.3)
     return figure
