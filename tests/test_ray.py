@@ -89,3 +89,10 @@ def test_ctrl_c_cancels_what_is_still_on_the_cluster_and_records_it(local_ray, t
     statuses = sorted(json.loads(p.read_text())["status"] for p in (tmp_path / "runs").glob("*.json"))
     assert statuses.count("interrupted") == len(cancelled) == 6 - statuses.count("ok") and "ok" in statuses
     assert json.loads((tmp_path / "run.json").read_text())["status"] == "interrupted"
+
+
+def test_an_address_nothing_answers_fails_in_seconds_before_any_work(cli, tiny_config, tmp_path):
+    """Ray itself would retry for minutes; port 1 on this machine refuses at once."""
+    code, out, err = cli("run", "E1", "--config", tiny_config, "--output", tmp_path / "out", "--executor", "ray", "--address", "ray://127.0.0.1:1")
+    assert code == 2 and "Traceback" not in out + err and "--address: nothing answers at 'ray://127.0.0.1:1' (Connection refused)" in err
+    assert not (tmp_path / "out").exists()

@@ -135,3 +135,13 @@ def test_kill_9_leaves_readable_files_and_resume_finishes(cli, tmp_path, tiny_mo
     assert cli("run", "--all", "--config", config, "--output", tmp_path / "clean", "--quiet")[0] == 0
     resumed = pd.read_csv(run_dir / "results.csv")[METRICS]
     pd.testing.assert_frame_equal(resumed, pd.read_csv(_only_dir(tmp_path / "clean") / "results.csv")[METRICS])
+
+
+def test_a_report_names_the_planned_runs_that_have_no_record(cli, tiny_config, tmp_path):
+    """After kill -9, or Ctrl-C before later experiments started, their runs are absent, not ok."""
+    assert cli("run", "--all", "--config", tiny_config, "--output", tmp_path, "--quiet")[0] == 0
+    run_dir = _only_dir(tmp_path)
+    (run_dir / "runs" / "E2-seed0.json").unlink()
+    code, _, err = cli("report", run_dir)
+    expected = "Not run: E2-seed0 (1 of 2 planned runs have no record; `vptbench run --resume` runs them)"
+    assert code == 0 and expected in err and expected in (run_dir / "report.md").read_text()

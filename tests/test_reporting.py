@@ -134,3 +134,11 @@ def test_markdown_keeps_the_displayed_digits_and_marks_cached_rows(tmp_path):
     write_reports(tmp_path, meta, records)
     markdown = (tmp_path / "report.md").read_text()
     assert "|     0.900 |" in markdown and "2.0 s † |" in markdown and "† trains a head on frozen features" in markdown
+
+
+def test_a_diverged_experiment_still_shows_its_trainable_parameters():
+    diverged = _record("E3", 0, 25, status="diverged")
+    failed = {key: diverged[key] for key in ("experiment", "tuner", "status", "error", "params", "reference")} | {"experiment": "E4", "seed": 0, "status": "failed"}
+    shown = {row["Experiment"]: row for row in display_rows(summarize(flat_frame([diverged, failed])))}
+    assert shown["E3"]["Trainable"] == "30 (1.00 %)" and shown["E3"]["Test acc"] == "–"
+    assert shown["E4"]["Trainable"] == "–"

@@ -223,6 +223,8 @@ def report(
     output: Annotated[Path, typer.Option("--output", "-o", help="Where runs live: to find the latest, and to put a combined report.")] = Path("results"),
 ) -> None:
     """Regenerate reports from saved results, without retraining."""
+    from rich.markup import escape
+
     from vptbench.reporting import REPORT_JSON, REPORT_MD, RESULTS_CSV, SUMMARY_CSV, write_reports
     from vptbench.reporting.console import summary_table
     from vptbench.results import (
@@ -230,6 +232,7 @@ def report(
         combine_run_dirs,
         latest_run_dir,
         load_run_dir,
+        missing_runs,
         new_run_dir,
         save_run_record,
         write_json,
@@ -251,6 +254,8 @@ def report(
     write_reports(target, meta, records)
     out = table_console()
     out.print(summary_table(records, f"Suite '{meta['suite']}' — {target}", out.width))
+    if missing_runs(meta, records):
+        console.print(f"[yellow]{escape(missing_runs(meta, records))}[/]", soft_wrap=True)
     console.print("wrote " + ", ".join(str(target / name) for name in files[fmt]))
 
 
@@ -259,7 +264,7 @@ def report(
 def bench(
     ids: Annotated[list[str] | None, typer.Argument(help="Experiment ids (default: all of the suite).", show_default=False)] = None,
     suite: Annotated[str, typer.Option("--suite", "-s", help="Suite whose experiments to time.")] = "paper",
-    model: Annotated[str, typer.Option("--model", "-m", help="Declared model to time (default: ViT-B/16 geometry, random weights).")] = "vit-b16-random",
+    model: Annotated[str, typer.Option("--model", "-m", help="Declared model to time (default, whatever the suite: ViT-B/16 geometry with random weights).")] = "vit-b16-random",
     config: ConfigOption = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Synthetic batch size.")] = 32,
     steps: Annotated[int, typer.Option(min=1, help="Timed steps per strategy.")] = 10,

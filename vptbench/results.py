@@ -242,6 +242,15 @@ def _result_shaping(experiment: dict) -> dict:
     return {"tuner": experiment.get("tuner"), "params": experiment.get("params"), **training}
 
 
+def missing_runs(meta: dict, records: list[dict]) -> str:
+    """A sentence naming the planned (experiment, seed) runs that have no record, or ""."""
+    recorded = {run_key(r["experiment"], r["seed"]) for r in records}
+    missing = [key for key in meta.get("plan", []) if key not in recorded]
+    if not missing:
+        return ""
+    return f"Not run: {', '.join(missing)} ({len(missing)} of {len(meta['plan'])} planned runs have no record; `vptbench run --resume` runs them)"
+
+
 def in_plan_order(records: list[dict], plan: list[str]) -> list[dict]:
     """Records ordered as the plan lists their (experiment, seed); any the plan lacks come last."""
     order = {key: i for i, key in enumerate(plan)}

@@ -7,6 +7,7 @@ directory. Runs are seeded and independent, so the results do not depend on the 
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Protocol
@@ -71,6 +72,8 @@ class RayExecutor:
             raise UsageError("--executor ray needs Ray: pip install 'vptbench[ray]'") from None
         self.ray, self.address, self.device_name, self.max_retries = ray, address, device_name, max_retries
         self._outstanding: dict = {}
+        if address:
+            check_reachable(address)
 
     def run(self, bench: Workbench, pending: Pending, observer: Observer, retry_oom: bool) -> Iterator[dict]:
         ray = self.ray
@@ -97,3 +100,15 @@ class RayExecutor:
 
     def in_flight(self) -> Pending:
         return list(self._outstanding.values())
+
+
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """A `host:port` (or `ray://host:port`) that nothing answers fails now, in seconds: Ray itself
+    retries for minutes, logging as it goes. `auto` and other forms are left to Ray."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise UsageError(f"--address: nothing answers at '{address}' ({exc.strerror or type(exc).__name__})") from None

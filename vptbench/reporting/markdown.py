@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from vptbench.reporting.tables import CACHED_NOTE, NUMERIC, display_rows, shows_cached, summarize
+from vptbench.results import missing_runs
 
 
 def markdown_report(meta: dict, records: list[dict], frame: pd.DataFrame, plots: list[Path]) -> str:
@@ -36,6 +37,8 @@ def markdown_report(meta: dict, records: list[dict], frame: pd.DataFrame, plots:
         lines += ["_No run finished._", ""]
     if shows_cached(rows):
         lines += [CACHED_NOTE + ".", ""]
+    if missing_runs(meta, records):
+        lines += [f"**{missing_runs(meta, records)}.**", ""]
     if plots:
         lines += ["## Plots", ""] + [f"![{p.stem.replace('_', ' ')}]({p.name})" for p in plots] + [""]
     lines += ["## Per experiment", ""]

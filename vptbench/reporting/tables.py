@@ -64,6 +64,7 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for experiment, group in frame.groupby("experiment", sort=False):
         ok = group[group["status"] == "ok"]
+        counted = group[group["trainable_params"].notna()]
         mean = ok["test_accuracy"].mean() if len(ok) else np.nan
         total = int(ok["test_total"].iloc[0]) if len(ok) else 0
         low, high = bootstrap_interval(round(mean * total), total) if len(ok) else (np.nan, np.nan)
@@ -75,8 +76,8 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
                 "runs": len(group),
                 "runs_ok": len(ok),
                 "status": _status(group["status"]),
-                "trainable_params": _first(ok, "trainable_params"),
-                "trainable_percent": _first(ok, "trainable_percent"),
+                "trainable_params": _first(counted, "trainable_params"),  # known for diverged runs too
+                "trainable_percent": _first(counted, "trainable_percent"),
                 "val_accuracy_mean": ok["val_accuracy"].mean(),
                 "test_accuracy_mean": mean,
                 "test_accuracy_std": ok["test_accuracy"].std(ddof=1) if len(ok) > 1 else np.nan,
