@@ -142,3 +142,9 @@ def test_a_diverged_experiment_still_shows_its_trainable_parameters():
     shown = {row["Experiment"]: row for row in display_rows(summarize(flat_frame([diverged, failed])))}
     assert shown["E3"]["Trainable"] == "30 (1.00 %)" and shown["E3"]["Test acc"] == "–"
     assert shown["E4"]["Trainable"] == "–"
+
+
+def test_a_strategy_that_trains_nothing_shows_no_train_time():
+    zero_shot = {**_record("E1", 0, 70), "trainable_params": 0, "train_seconds": 0.0, "images_per_second": None, "epochs_to_converge": None}
+    (shown,) = display_rows(summarize(flat_frame([zero_shot])))
+    assert (shown["Train time"], shown["Images/s"], shown["Epochs to conv."]) == ("–", "–", "–")

@@ -124,7 +124,7 @@ def display_rows(summary: pd.DataFrame) -> list[dict[str, str]]:
             "Test acc": _accuracy_text(row),
             "Macro-F1": _num(row["test_macro_f1_mean"]),
             "Epochs to conv.": _num(row["epochs_to_converge_mean"], "{:.0f}"),
-            "Train time": _num(row["train_seconds_mean"], "{:.1f} s") + cached,
+            "Train time": _num(row["train_seconds_mean"] if row["trainable_params"] != 0 else None, "{:.1f} s") + cached,
             "Images/s": _num(row["images_per_second_mean"], "{:,.0f}") + cached,
             "Peak mem": _num(row["peak_memory_mb_max"], "{:,.0f} MiB"),
             "Status": row["status"],
