@@ -96,6 +96,10 @@ def test_list_and_run_with_a_broken_plugin(fake_distribution, cli, tiny_config, 
     statuses = {r["experiment"]: (r["status"], r["error"]) for r in json.loads(out)["runs"]}
     assert statuses["E1"][0] == statuses["E2"][0] == "ok"
     assert statuses["E9"][0] == "failed" and "module_that_does_not_exist" in statuses["E9"][1]
+    (run_dir,) = (tmp_path / "out").iterdir()
+    log = (run_dir / "errors.log").read_text()
+    assert log.startswith("== E9-seed0\nTraceback") and "ModuleNotFoundError: No module named 'module_that_does_not_exist'" in log
+    assert "E9 seed 0 failed: Tuner 'broken' from broken-plugin is unusable" in err
 
 
 def test_shipped_plugins_run_from_a_toml_experiment_like_builtins(cli, tmp_path, tiny_model_dir, image_folder):

@@ -23,7 +23,11 @@ class ConfigError(UsageError):
 
 
 class PluginError(UsageError):
-    """A tuner cannot be found, loaded or is not a valid tuner."""
+    """A tuner cannot be found, loaded or is not a valid tuner; `traceback` keeps an import's."""
+
+    def __init__(self, message: str, traceback: str = "") -> None:
+        super().__init__(message)
+        self.traceback = traceback
 
 
 class DataError(UsageError):

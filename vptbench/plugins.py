@@ -7,6 +7,7 @@ it is used or listed in detail, and a plugin that fails to load is reported, not
 from __future__ import annotations
 
 import os
+import traceback
 from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import EntryPoint, distributions
@@ -40,6 +41,7 @@ class LoadStatus:
     plugin: Plugin
     tuner: type | None = None
     error: str = ""
+    traceback: str = ""  # of a failed import, for the run's errors.log
 
     @property
     def ok(self) -> bool:
@@ -85,7 +87,7 @@ def load(plugin: Plugin) -> LoadStatus:
     try:
         obj = plugin.entry_point.load()
     except Exception as exc:  # noqa: BLE001 - any import failure marks the plugin broken
-        return LoadStatus(plugin, error=f"failed to import {plugin.entry_point.value}: {type(exc).__name__}: {exc}")
+        return LoadStatus(plugin, error=f"failed to import {plugin.entry_point.value}: {type(exc).__name__}: {exc}", traceback=traceback.format_exc())
     problems = protocol_problems(obj)
     if problems:
         return LoadStatus(plugin, error=f"not a valid tuner: {plugin.entry_point.value} " + "; ".join(problems))
@@ -99,5 +101,5 @@ def load_tuner(name: str) -> type:
         raise PluginError(unknown_name("tuner", name, plugins))
     status = load(plugins[name])
     if not status.ok:
-        raise PluginError(f"Tuner '{name}' from {status.plugin.distribution} is unusable: {status.error}")
+        raise PluginError(f"Tuner '{name}' from {status.plugin.distribution} is unusable: {status.error}", status.traceback)
     return status.tuner  # type: ignore[return-value]

@@ -26,7 +26,8 @@ def run_guarded(bench: Workbench, plan: PlannedExperiment, seed: int, observer: 
     """The run's record; an exception gives a `failed` row with one line (the traceback rides along
     under "traceback" for the suite's errors.log), CUDA out-of-memory gives `oom`."""
     if plan.tuner is None:
-        return failed_record(plan, seed, plan.error)
+        record = failed_record(plan, seed, plan.error)
+        return {**record, "traceback": plan.traceback} if plan.traceback else record
     out_of_memory = ""
     try:
         record = run_one(bench, plan, seed, observer)

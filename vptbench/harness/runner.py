@@ -61,6 +61,7 @@ class PlannedExperiment:
     tuner: type | None
     config: Any
     error: str = ""  # why the tuner cannot be used; the run is recorded as failed
+    traceback: str = ""  # and where, when its plugin failed to import
 
 
 @dataclass

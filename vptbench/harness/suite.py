@@ -86,7 +86,7 @@ def plan_experiments(
         try:
             tuner = plugins.load_tuner(spec.tuner)
         except PluginError as exc:  # a broken plugin fails its own experiments, not the suite
-            plans.append(PlannedExperiment(experiment_id, spec, training, None, None, str(exc)))
+            plans.append(PlannedExperiment(experiment_id, spec, training, None, None, str(exc), exc.traceback))
             continue
         config = validate(tuner.Config, spec.params, config_path, prefix=f"{where}.params")
         plans.append(PlannedExperiment(experiment_id, spec, training, tuner, config))
@@ -167,7 +167,7 @@ def _plan_from_meta(meta: dict) -> SuitePlan:
         try:
             tuner = plugins.load_tuner(spec.tuner)
         except PluginError as exc:
-            experiments.append(PlannedExperiment(experiment_id, spec, training, None, None, str(exc)))
+            experiments.append(PlannedExperiment(experiment_id, spec, training, None, None, str(exc), exc.traceback))
             continue
         experiments.append(PlannedExperiment(experiment_id, spec, training, tuner, tuner.Config.model_validate(entry["params"])))
     return SuitePlan(
