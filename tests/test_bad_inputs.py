@@ -184,6 +184,22 @@ def test_out_of_memory_outside_training_is_not_retried(cli, tiny_config, tmp_pat
     assert run["error"] == "CUDA out of memory while evaluating in batches of 256; lower eval_batch_size"
 
 
+def test_retries_stop_at_one_image_per_micro_batch(cli, tiny_config, tmp_path, monkeypatch):
+    import vptbench.harness.trainer as trainer
+
+    tried = []
+
+    def always_out_of_memory(logits_fn, x, y, optimizer, precision, accumulation=1):
+        tried.append(accumulation)
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(trainer, "train_step", always_out_of_memory)
+    code, out, _ = cli("run", "E2", "--config", tiny_config, "--output", tmp_path, "--quiet", "--json", "--retry-oom")
+    (run,) = json.loads(out)["runs"]
+    assert code == 1 and tried == [1, 2, 4, 8]  # batch 8: micro-batches of 8, 4, 2, then 1
+    assert run["status"] == "oom" and "at batch size 8 (micro-batches of 1)" in run["error"]
+
+
 def test_a_dataset_too_large_for_the_device_is_one_line(cli, tiny_config, tmp_path, monkeypatch):
     from vptbench.data import ImageData
 
@@ -295,7 +311,15 @@ def test_feature_cache_must_be_a_folder_and_damaged_entries_are_recomputed(cli, 
     assert cli("run", "E2", "--config", tiny_config, "--output", tmp_path / "b", "--quiet", "--feature-cache", cache)[0] == 0
     (entry,) = cache.glob("*.pt")
     entry.write_bytes(b"damaged")
-    assert cli("run", "E2", "--config", tiny_config, "--output", tmp_path / "c", "--quiet", "--feature-cache", cache)[0] == 0
+
+    def features_from(output: str) -> str:
+        code, out, _ = cli("run", "E2", "--config", tiny_config, "--output", tmp_path / output, "--quiet", "--feature-cache", cache, "--json")
+        assert code == 0
+        (run_dir,) = (tmp_path / output).iterdir()
+        return json.loads((run_dir / "runs" / "E2-seed0.json").read_text())["features_from"]
+
+    assert features_from("c") == "computed" and entry.read_bytes() != b"damaged"  # recomputed and rewritten
+    assert features_from("d") == "disk"
 
 
 def test_brackets_in_an_error_are_shown_not_read_as_markup(cli, tmp_path, tiny_model_dir, image_folder):
@@ -370,10 +394,14 @@ def test_an_image_folder_with_one_class_says_what_is_missing(cli, tmp_path, tiny
     assert code == 2 and "has no column 'label'" in err and "it needs at least two" in err
 
 
-def test_result_files_follow_the_umask(cli, tiny_config, tmp_path):
-    assert cli("run", "E1", "--config", tiny_config, "--output", tmp_path, "--quiet")[0] == 0
-    (run_dir,) = (p for p in tmp_path.iterdir() if p.is_dir())
-    from vptbench.results import UMASK
+def test_result_files_follow_the_umask(cli, tiny_config, tmp_path, monkeypatch):
+    import vptbench.results as results
 
-    modes = {p.name: p.stat().st_mode & 0o777 for p in run_dir.rglob("*") if p.is_file()}
-    assert modes and set(modes.values()) == {0o666 & ~UMASK}, modes
+    current = os.umask(0o022)
+    os.umask(current)
+    assert results.UMASK == current  # read once, at import, and put back
+    for umask, expected in ((0o022, 0o644), (0o077, 0o600)):
+        monkeypatch.setattr(results, "UMASK", umask)
+        assert cli("run", "E1", "--config", tiny_config, "--output", tmp_path / oct(umask), "--quiet")[0] == 0
+        modes = {p.stat().st_mode & 0o777 for p in (tmp_path / oct(umask)).rglob("*") if p.is_file() and p.name != ".lock"}
+        assert modes == {expected}, (oct(umask), modes)

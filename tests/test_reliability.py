@@ -145,3 +145,20 @@ def test_a_report_names_the_planned_runs_that_have_no_record(cli, tiny_config, t
     code, _, err = cli("report", run_dir)
     expected = "Not run: E2-seed0 (1 of 2 planned runs have no record; `vptbench run --resume` runs them)"
     assert code == 0 and expected in err and expected in (run_dir / "report.md").read_text()
+
+
+def test_resume_reruns_failed_runs_and_keeps_good_ones(cli, tiny_config, tmp_path, monkeypatch):
+    real_run_one, calls = suite_module.run_one, []
+
+    def flaky_e1(bench, plan, seed, observer):
+        if plan.id == "E1":
+            raise RuntimeError("flaky")
+        return real_run_one(bench, plan, seed, observer)
+
+    monkeypatch.setattr(suite_module, "run_one", flaky_e1)
+    assert cli("run", "--all", "--config", tiny_config, "--output", tmp_path, "--quiet")[0] == 1
+    run_dir = _only_dir(tmp_path)
+    monkeypatch.setattr(suite_module, "run_one", lambda *a: (calls.append(a[1].id), real_run_one(*a))[1])
+    code, _, err = cli("run", "--resume", run_dir, "--quiet")
+    assert code == 0, err
+    assert calls == ["E1"] and list(pd.read_csv(run_dir / "results.csv")["status"]) == ["ok", "ok"]

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from vptbench.errors import UsageError
 from vptbench.reporting import write_reports
 from vptbench.reporting.schema import Report
 from vptbench.reporting.tables import bootstrap_interval, display_rows, flat_frame, summarize
@@ -88,8 +89,9 @@ def test_reports_parse_back_and_plots_are_not_blank(tmp_path):
         assert f"]({png.name})" in markdown
         with Image.open(png) as image:
             image.verify()
-        pixels = np.asarray(Image.open(png).convert("L"), dtype=float)
-        assert pixels.std() > 5, png.name  # something is drawn
+        pixels = np.asarray(Image.open(png).convert("RGB"), dtype=int)
+        first_series = np.abs(pixels - np.array([0x1F, 0x77, 0xB4])).sum(axis=-1) < 30  # matplotlib's C0
+        assert first_series.sum() > 20, png.name  # data is drawn, not just axes and labels
 
 
 def test_combining_run_directories(cli, tiny_config, tmp_path):
@@ -101,7 +103,25 @@ def test_combining_run_directories(cli, tiny_config, tmp_path):
     (combined,) = (tmp_path / "combined").iterdir()
     frame = pd.read_csv(combined / "results.csv")
     assert frame[["experiment", "seed"]].values.tolist() == [["E2", 0], ["E2", 1]]
+    curves = [pd.read_csv(combined / "history" / f"E2-seed{seed}.csv")["train_loss"].tolist() for seed in (0, 1)]
+    assert curves[0] != curves[1]  # the seeds really differ (split, initialisation, order)
     assert "± " in (combined / "report.md").read_text()  # two seeds: mean ± std
+
+
+def test_combining_keeps_a_good_run_over_a_failed_one_and_refuses_other_suites(tmp_path):
+    from vptbench.results import RUN_FILE, combine_run_dirs, save_run_record, write_json
+
+    meta = {**_meta(), "config": {"experiments": {}}, "plan": ["E2-seed0"]}
+    failed = {key: _record("E2", 0, 0)[key] for key in ("experiment", "tuner", "seed", "params", "reference")} | {"status": "failed", "error": "boom"}
+    for name, record in (("good", _record("E2", 0, 90)), ("bad", failed)):
+        write_json(tmp_path / name / RUN_FILE, meta)
+        save_run_record(tmp_path / name, record)
+    for order in (["good", "bad"], ["bad", "good"]):
+        _, records = combine_run_dirs([tmp_path / name for name in order])
+        assert [(r["status"], r["test_accuracy"]) for r in records] == [("ok", 0.9)]
+    write_json(tmp_path / "other" / RUN_FILE, {**meta, "suite": "other"})
+    with pytest.raises(UsageError, match="cannot combine runs of different suites: other, s"):
+        combine_run_dirs([tmp_path / "good", tmp_path / "other"])
 
 
 @pytest.mark.parametrize("width", [60, 80, 120, 200])
