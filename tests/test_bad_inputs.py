@@ -184,6 +184,17 @@ def test_out_of_memory_outside_training_is_not_retried(cli, tiny_config, tmp_pat
     assert run["error"] == "CUDA out of memory while evaluating in batches of 256; lower eval_batch_size"
 
 
+def test_out_of_memory_while_encoding_features_names_the_batch_to_lower(cli, tiny_config, tmp_path, monkeypatch):
+    def no_room(*args):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr("vptbench.harness.runner._encode", no_room)
+    code, out, _ = cli("run", "E2", "--config", tiny_config, "--output", tmp_path, "--quiet", "--json", "--retry-oom")
+    (run,) = json.loads(out)["runs"]
+    assert code == 1 and run["status"] == "oom"
+    assert run["error"] == "CUDA out of memory while encoding features in batches of 256; lower eval_batch_size"
+
+
 def test_retries_stop_at_one_image_per_micro_batch(cli, tiny_config, tmp_path, monkeypatch):
     import vptbench.harness.trainer as trainer
 

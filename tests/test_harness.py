@@ -69,6 +69,20 @@ def test_a_datasets_own_validation_split_is_used_as_it_is():
     assert splits.val is own.validation and splits.train is own.train and splits.test is own.test
 
 
+@pytest.mark.parametrize(("name", "kind"), [("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW), ("sgd", torch.optim.SGD)])
+def test_the_declared_optimiser_is_built_with_its_settings(name, kind):
+    from vptbench.harness.trainer import make_optimizer
+
+    params = [nn.Parameter(torch.ones(3))]
+    optimizer = make_optimizer(params, Training(optimizer=name, lr=0.05, weight_decay=0.1), torch.device("cpu"))
+    (group,) = optimizer.param_groups
+    assert type(optimizer) is kind and (group["lr"], group["weight_decay"]) == (0.05, 0.1)
+    assert not group.get("fused") and (name != "sgd" or group["momentum"] == 0.9)
+    params[0].grad = torch.zeros(3)
+    optimizer.step()
+    assert bool((params[0] < 1).all())  # weight decay alone shrinks the weights
+
+
 def test_epochs_to_converge_is_first_epoch_within_tolerance_of_best():
     assert epochs_to_converge(_history([0.5, 0.80, 0.895, 0.90, 0.88]), 0.01) == 3
     assert epochs_to_converge(_history([0.5, 0.80, 0.895, 0.90, 0.88]), 0.0) == 4

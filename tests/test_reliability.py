@@ -82,9 +82,28 @@ def test_a_live_lock_refuses_a_second_writer_and_a_stale_one_is_taken_over(cli, 
     (run_dir / ".lock").write_text(f"{socket.gethostname()} {os.getpid()}")
     code, _, err = cli("run", "--resume", run_dir, "--quiet")
     assert code == 2 and "in use by another vptbench run" in err
+    for holder in ("", "another-host 1"):  # being written right now; or a process this host cannot see
+        (run_dir / ".lock").write_text(holder)
+        code, _, err = cli("run", "--resume", run_dir, "--quiet")
+        assert code == 2 and "in use by another vptbench run" in err, holder
     (run_dir / ".lock").write_text(f"{socket.gethostname()} 999999999")  # no such process
     assert cli("run", "--resume", run_dir, "--quiet")[0] == 0
     assert not (run_dir / ".lock").exists()
+
+
+def test_runs_started_in_the_same_second_get_their_own_directories(tmp_path, monkeypatch):
+    from datetime import datetime, timezone
+
+    import vptbench.results as results
+
+    class Frozen(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+
+    monkeypatch.setattr(results, "datetime", Frozen)
+    names = [results.new_run_dir(tmp_path, "demo").name for _ in range(3)]
+    assert names == ["demo-20260102-030405", "demo-20260102-030405-2", "demo-20260102-030405-3"]
 
 
 def test_atomic_write_leaves_the_old_file_when_interrupted(tmp_path, monkeypatch):
@@ -123,6 +142,7 @@ def test_kill_9_leaves_readable_files_and_resume_finishes(cli, tmp_path, tiny_mo
     process.send_signal(signal.SIGKILL)  # somewhere in E2 or E3
     process.wait()
     run_dir = _only_dir(tmp_path / "killed")
+    assert (run_dir / "runs" / "E1-seed0.json").exists() and not (run_dir / "runs" / "E3-seed0.json").exists()
     assert json.loads((run_dir / "run.json").read_text())["status"] == "running"  # it never got to say otherwise
     for record in (run_dir / "runs").glob("*.json"):
         json.loads(record.read_text())  # every file that exists is whole
