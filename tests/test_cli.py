@@ -175,3 +175,10 @@ def test_dry_run_counts_parameters_without_data_or_a_run_directory(cli, tiny_con
     assert (rows["E1"]["trainable_params"], rows["E2"]["trainable_params"]) == (0, 32 * 3 + 3)  # projection 32 -> 3 classes
     assert rows["E1"]["total_params"] + 99 == rows["E2"]["total_params"]
     assert not (tmp_path / "out").exists()
+
+
+def test_bench_in_fp16_on_a_cpu_says_what_the_figures_are_worth(cli, tiny_config):
+    args = ("bench", "E2", "--config", tiny_config, "--suite", "s", "--model", "tiny", "--device", "cpu", "--batch-size", "2", "--steps", "1", "--warmup", "0")
+    code, _, err = cli(*args, "--precision", "fp16")
+    assert code == 0 and "note: fp16 on a CPU runs slow emulated kernels" in err
+    assert "note:" not in cli(*args, "--precision", "fp32")[2]

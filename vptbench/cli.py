@@ -289,6 +289,8 @@ def bench(
     suite_name, chosen = select_suite(registry, suite, model)
     plans = [p for p in plan_experiments(suite_name, chosen, config_path, ids or list(chosen.experiments)) if p.tuner]
     target = use_device(device)
+    if precision == "fp16" and target.type == "cpu":
+        console.print("[yellow]note[/]: fp16 on a CPU runs slow emulated kernels; the figures say little about a GPU")
     _quiet_libraries()
     loaded = load_model(model, registry.models[model])
     task = task_for(registry.datasets[chosen.dataset], loaded)
