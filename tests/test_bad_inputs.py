@@ -69,7 +69,7 @@ def test_class_names_out_of_the_label_columns_order(cli, tmp_path, tiny_model_di
     """Label i is prompted as class_names[i]: a reordered list would silently mislabel every class."""
     dataset = _hub_like_dataset(tmp_path / "repo", names=["red", "Green", "blue"])
     code, _, err = _run(cli, tmp_path, _hub_toml(tiny_model_dir, dataset))
-    assert code == 2 and "class_names must follow the label column's order (red, Green, blue); 'blue' is listed at position 1 but is label 2" in err
+    assert code == 2 and "class_names must follow the label column's order (red, Green, blue); 'blue' is listed at position 1 but is class 3 of the label column" in err
 
 
 def test_friendlier_class_names_in_the_same_order_are_accepted(cli, tmp_path, tiny_model_dir):

@@ -182,3 +182,17 @@ def test_bench_in_fp16_on_a_cpu_says_what_the_figures_are_worth(cli, tiny_config
     code, _, err = cli(*args, "--precision", "fp16")
     assert code == 0 and "note: fp16 on a CPU runs slow emulated kernels" in err
     assert "note:" not in cli(*args, "--precision", "fp32")[2]
+
+
+def test_a_registry_without_default_suite_uses_its_first(cli, tiny_config):
+    tiny_config.write_text(tiny_config.read_text().replace('default_suite = "s"\n', ""))
+    code, out, err = cli("list", "--config", tiny_config, "--json")
+    assert code == 0, err
+    assert json.loads(out)["suite"] == "s"
+
+
+def test_version(cli):
+    from importlib.metadata import version
+
+    code, out, _ = cli("--version")
+    assert code == 0 and out.strip() == f"vptbench {version('vptbench')}"

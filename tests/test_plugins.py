@@ -100,6 +100,8 @@ def test_list_and_run_with_a_broken_plugin(fake_distribution, cli, tiny_config, 
     log = (run_dir / "errors.log").read_text()
     assert log.startswith("== E9-seed0\nTraceback") and "ModuleNotFoundError: No module named 'module_that_does_not_exist'" in log
     assert "E9 seed 0 failed: Tuner 'broken' from broken-plugin is unusable" in err
+    code, out, err = cli("run", "--all", "--config", tiny_config, "--dry-run")
+    assert code == 1 and "E9 failed: Tuner 'broken' from broken-plugin is unusable" in err
 
 
 def test_shipped_plugins_run_from_a_toml_experiment_like_builtins(cli, tmp_path, tiny_model_dir, image_folder):

@@ -182,3 +182,15 @@ def test_resume_reruns_failed_runs_and_keeps_good_ones(cli, tiny_config, tmp_pat
     code, _, err = cli("run", "--resume", run_dir, "--quiet")
     assert code == 0, err
     assert calls == ["E1"] and list(pd.read_csv(run_dir / "results.csv")["status"]) == ["ok", "ok"]
+
+
+def test_report_leaves_a_run_directory_in_use_alone_and_refuses_a_repeated_one(cli, tiny_config, tmp_path):
+    assert cli("run", "E1", "--config", tiny_config, "--output", tmp_path, "--quiet")[0] == 0
+    run_dir = _only_dir(tmp_path)
+    (run_dir / ".lock").write_text(f"{socket.gethostname()} {os.getpid()}")  # a live run still writing it
+    before = (run_dir / "report.md").read_bytes()
+    code, _, err = cli("report", run_dir)
+    assert code == 2 and "in use by another vptbench run" in err and (run_dir / "report.md").read_bytes() == before
+    (run_dir / ".lock").unlink()
+    code, _, err = cli("report", run_dir, run_dir, "--output", tmp_path / "combined")
+    assert code == 2 and "is named twice; name each run directory once" in err

@@ -23,8 +23,19 @@ ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="Regis
 SuiteOption = Annotated[str | None, typer.Option("--suite", "-s", help="Suite to use (default: the registry's default_suite).")]
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"vptbench {version('vptbench')}")
+        raise typer.Exit()
+
+
 @app.callback()
-def main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False) -> None:
+def main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    show_version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
     DEBUG["on"] = debug
 
 
@@ -63,7 +74,8 @@ def list_command(
             table.add_row(t["name"], t["distribution"], t["version"], "ok" if t["status"] == "ok" else f"[red]broken[/]: {t['error']}")
         out.print(table)
         columns = ("Experiment", "Tuner", "Params", "Description", "Status")
-        table = make_table(f"Suite '{suite_name}' ({chosen.model} on {chosen.dataset}): {chosen.description}", columns)
+        about = f": {chosen.description}" if chosen.description else ""
+        table = make_table(f"Suite '{suite_name}' ({chosen.model} on {chosen.dataset}){about}", columns)
         for e in experiments:
             status = "ok" if e["status"] == "ok" else f"[red]{e['status']}[/]"
             table.add_row(e["id"], e["tuner"], json.dumps(e["params"]) if e["params"] else "", e["description"], status)
@@ -170,6 +182,8 @@ def _execute(plan, device: str, target: Path, resuming: bool, quiet: bool, finis
 
 
 def _dry_run(plan, as_json: bool) -> None:
+    from rich.markup import escape
+
     from vptbench.harness.suite import dry_run
     from vptbench.reporting.console import make_table
 
@@ -185,12 +199,15 @@ def _dry_run(plan, as_json: bool) -> None:
     table = make_table(f"Suite '{suite_name}' — parameters (dry run, nothing trained)", columns)
     for row in rows:
         if row["status"] != "ok":
-            table.add_row(row["experiment"], row["tuner"], f"[red]{row['error']}[/]", "", "", "")
+            table.add_row(row["experiment"], row["tuner"], "[red]failed[/]", "", "", "")
             continue
         reference = f"{row['ref_trainable_params']:,}" if row["ref_trainable_params"] is not None else "–"
         share = 100 * row["trainable_params"] / row["total_params"]
         table.add_row(row["experiment"], row["tuner"], f"{row['trainable_params']:,}", f"{row['total_params']:,}", f"{share:.4f} %", reference)
     table_console().print(table)
+    for row in rows:
+        if row["status"] != "ok":
+            console.print(f"[red]{row['experiment']} failed[/]: {escape(row['error'])}", soft_wrap=True)
     if failed:
         raise typer.Exit(1)
 
@@ -209,7 +226,8 @@ def _finish(result, suite_name: str, as_json: bool) -> None:
     for record in result.records:
         if record["status"] != "ok":
             console.print(f"[red]{record['experiment']} seed {record['seed']} {record['status']}[/]: {escape(record.get('error') or 'no message')}", soft_wrap=True)
-    verdict = f"[red]{failures} of {len(result.records)} runs did not finish ok[/]" if failures else f"all {len(result.records)} runs ok"
+    runs = len(result.records)
+    verdict = f"[red]{failures} of {_count(runs, 'run')} did not finish ok[/]" if failures else ("the run finished ok" if runs == 1 else f"all {runs} runs ok")
     console.print(f"{verdict}; reports in [bold]{escape(str(result.run_dir))}[/] (report.md, results.csv, summary.csv, run.json)")
     if failures:
         raise typer.Exit(1)
@@ -229,6 +247,7 @@ def report(
     from vptbench.reporting.console import summary_table
     from vptbench.results import (
         RUN_FILE,
+        RunLock,
         combine_run_dirs,
         latest_run_dir,
         load_run_dir,
@@ -251,7 +270,8 @@ def report(
         write_json(target / RUN_FILE, meta)
         for record in records:
             save_run_record(target, record)
-    write_reports(target, meta, records)
+    with RunLock(target):  # never rewrite the reports of a run still writing them
+        write_reports(target, meta, records)
     out = table_console()
     out.print(summary_table(records, f"Suite '{meta['suite']}' — {target}", out.width))
     if missing_runs(meta, records):

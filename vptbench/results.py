@@ -189,6 +189,9 @@ def _record_problem(record) -> str:
 def combine_run_dirs(run_dirs: list[Path]) -> tuple[dict, list[dict]]:
     """Merge runs of one suite made separately (e.g. seeds on different days); for the same
     (experiment, seed) a later directory's record wins unless it failed where an earlier one is ok."""
+    repeated = next((d for i, d in enumerate(run_dirs) if d.resolve() in {e.resolve() for e in run_dirs[:i]}), None)
+    if repeated is not None:
+        raise UsageError(f"'{repeated}' is named twice; name each run directory once")
     loaded = [load_run_dir(d) for d in run_dirs]
     suites = {meta["suite"] for meta, _ in loaded}
     if len(suites) > 1:

@@ -154,7 +154,7 @@ def _check_label_names(name: str, spec: DatasetSpec, feature) -> None:
         if position.get(_plain(class_name), index) != index:
             raise DataError(
                 f"datasets.{name}: class_names must follow the label column's order ({', '.join(names)}); "
-                f"'{class_name}' is listed at position {index + 1} but is label {position[_plain(class_name)]}"
+                f"'{class_name}' is listed at position {index + 1} but is class {position[_plain(class_name)] + 1} of the label column"
             )
 
 

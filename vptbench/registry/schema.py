@@ -165,13 +165,15 @@ class Suite(Strict):
 class Registry(Strict):
     """The whole `benchmark.toml`."""
 
-    default_suite: str = "demo"
+    default_suite: str | None = Field(None, description="the suite used without --suite (default: the first declared)")
     models: dict[str, ModelSpec]
     datasets: dict[str, DatasetSpec]
     suites: Annotated[dict[Name, Suite], Field(min_length=1)]
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Registry:
+        if self.default_suite is None:
+            self.default_suite = next(iter(self.suites))
         if self.default_suite not in self.suites:
             raise ValueError(f"default_suite '{self.default_suite}' is not a declared suite")
         for name, suite in self.suites.items():
