@@ -274,8 +274,8 @@ def report(
         write_reports(target, meta, records)
     out = table_console()
     out.print(summary_table(records, f"Suite '{meta['suite']}' — {target}", out.width))
-    if missing_runs(meta, records):
-        console.print(f"[yellow]{escape(missing_runs(meta, records))}[/]", soft_wrap=True)
+    if missing := missing_runs(meta, records):
+        console.print(f"[yellow]{escape(missing)}[/]", soft_wrap=True)
     console.print("wrote " + ", ".join(str(target / name) for name in files[fmt]))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import resource
 import sys
 import time
@@ -89,6 +90,14 @@ def peak_memory(device: torch.device) -> tuple[float, str]:
                 return int(line.split()[1]) / 2**10, "peak-rss-since-reset"
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return (rss / 2**20 if sys.platform == "darwin" else rss / 2**10), "process-peak-rss"
+
+
+def free_failed_attempt() -> None:
+    """Free what a failed attempt left behind; call it outside the `except` block, whose traceback
+    keeps the attempt's tensors alive."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 class OutOfMemory(RuntimeError):

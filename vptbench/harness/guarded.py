@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import gc
 import traceback
 from dataclasses import replace
 
 import torch
 
 from vptbench.errors import VptbenchError, first_line
-from vptbench.harness.device import OutOfMemory
+from vptbench.harness.device import OutOfMemory, free_failed_attempt
 from vptbench.harness.runner import Observer, PlannedExperiment, Workbench, run_one
 from vptbench.registry import Training
 
@@ -40,8 +39,7 @@ def run_guarded(bench: Workbench, plan: PlannedExperiment, seed: int, observer: 
         record = failed_record(plan, seed, f"{type(exc).__name__}: {first_line(exc)} (traceback in errors.log)")
         return {**record, "traceback": traceback.format_exc()}
     if out_of_memory:
-        gc.collect()
-        torch.cuda.empty_cache()
+        free_failed_attempt()
         training = plan.training
         if out_of_memory == "training" and retry_oom and training.accumulation_steps * 2 <= training.batch_size:
             smaller = training.model_copy(update={"accumulation_steps": training.accumulation_steps * 2})

@@ -7,7 +7,6 @@ steps, and FLOPs counted by torch's FlopCounterMode rather than estimated.
 from __future__ import annotations
 
 import copy
-import gc
 from dataclasses import asdict, dataclass
 
 import torch
@@ -15,7 +14,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from vptbench.errors import VptbenchError, first_line
-from vptbench.harness.device import clock, peak_memory, reset_peak_memory
+from vptbench.harness.device import clock, free_failed_attempt, peak_memory, reset_peak_memory
 from vptbench.harness.runner import PlannedExperiment, count_parameters, uses_cached_features
 from vptbench.harness.seeding import seed_everything
 from vptbench.harness.trainer import Precision, make_optimizer, train_step
@@ -119,7 +118,5 @@ def measure_row(plan: PlannedExperiment, *args, **kwargs) -> dict:
         raise
     except Exception as exc:  # noqa: BLE001 - one strategy's failure must not lose the others
         error = f"{type(exc).__name__}: {first_line(exc)}"
-    gc.collect()  # outside the except block, so the failed attempt's tensors can be freed
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    free_failed_attempt()
     return {"experiment": plan.id, "tuner": plan.spec.tuner, "error": error}

@@ -37,8 +37,8 @@ def markdown_report(meta: dict, records: list[dict], frame: pd.DataFrame, plots:
         lines += ["_No run finished._", ""]
     if shows_cached(rows):
         lines += [CACHED_NOTE + ".", ""]
-    if missing_runs(meta, records):
-        lines += [f"**{missing_runs(meta, records)}.**", ""]
+    if missing := missing_runs(meta, records):
+        lines += [f"**{missing}.**", ""]
     if plots:
         lines += ["## Plots", ""] + [f"![{p.stem.replace('_', ' ')}]({p.name})" for p in plots] + [""]
     lines += ["## Per experiment", ""]
