@@ -129,9 +129,9 @@ def run(
         raise UsageError(f"--executor: '{executor}' is not one of local, ray")
     if address and executor != "ray":
         raise UsageError("--address goes with --executor ray")
+    runner = _make_executor(executor, address, device)
     if not quiet:
         console.print(f"Suite [bold]{plan.suite}[/]: {_count(len(plan.experiments), 'experiment')} × {_count(len(plan.seeds), 'seed')} ({plan.config_path})")
-    runner = _make_executor(executor, address, device)
     result = _execute(plan, device, resume or output, bool(resume), quiet, finished, retry_oom, feature_cache, runner)
     _finish(result, plan.suite, as_json)
 
