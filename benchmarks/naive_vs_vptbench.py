@@ -96,7 +96,7 @@ def main() -> None:
     logging.disable_progress_bar()
     registry, path = load_registry(PACKAGED_CONFIG)
     suite = registry.suites["demo"]
-    experiments = plan_experiments("demo", suite, path, args.ids or list(suite.experiments), args.epochs)
+    experiments = plan_experiments("demo", suite, path, args.ids or list(suite.experiments), {"epochs": args.epochs} if args.epochs else None)
     plan = suite_plan(registry, path, "demo", experiments, [args.seed])
     bench = prepare(plan, "cpu")
     raw = BUILTIN_DATASETS["sklearn-digits"]()

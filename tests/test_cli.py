@@ -196,3 +196,14 @@ def test_version(cli):
 
     code, out, _ = cli("--version")
     assert code == 0 and out.strip() == f"vptbench {version('vptbench')}"
+
+
+def test_compile_flag_reaches_every_experiment_and_its_record(cli, tiny_config, tmp_path):
+    code, _, err = cli("run", "E1", "E2", "--config", tiny_config, "--output", tmp_path, "--epochs", "1", "--compile", "--quiet")
+    assert code == 0, err
+    (run_json,) = tmp_path.glob("*/run.json")
+    run_dir = run_json.parent
+    experiments = json.loads(run_json.read_text())["config"]["experiments"]
+    assert {name: e["training"]["compile"] for name, e in experiments.items()} == {"E1": True, "E2": True}
+    code, _, err = cli("run", "--resume", run_dir, "--compile")
+    assert code == 2 and "drop --compile" in err

@@ -93,6 +93,7 @@ def run(
     config: ConfigOption = None,
     seeds: Annotated[str | None, typer.Option(help="Seeds, e.g. 0,1,2 or 0-4 (default: the suite's).")] = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Override every experiment's epochs.")] = None,
+    compile_model: Annotated[bool, typer.Option("--compile", help="torch.compile every experiment's model (the suite's setting otherwise).")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder that receives the run directory.")] = Path("results"),
     resume: Annotated[Path | None, typer.Option(help="Finish an interrupted run directory: keep its finished runs, rerun the rest.")] = None,
@@ -113,14 +114,14 @@ def run(
 
     finished: list[dict] = []
     if resume:
-        selection = {"experiment ids": ids, "--all": all_, "--suite": suite, "--config": config, "--seeds": seeds, "--epochs": epochs, "--model": model, "--dataset": dataset}
+        selection = {"experiment ids": ids, "--all": all_, "--suite": suite, "--config": config, "--seeds": seeds, "--epochs": epochs, "--compile": compile_model, "--model": model, "--dataset": dataset}
         given = [name for name, value in selection.items() if value]
         if given:
             raise UsageError(f"--resume takes the run directory's own configuration; drop {', '.join(given)}")
         meta, finished = load_run_dir(resume)
         plan = plan_from_run_dir(meta)
     else:
-        plan = _plan_from_registry(ids, all_, suite, config, seeds, epochs, model, dataset)
+        plan = _plan_from_registry(ids, all_, suite, config, seeds, epochs, compile_model, model, dataset)
     _quiet_libraries()
     if dry_run:
         return _dry_run(plan, as_json)
@@ -140,7 +141,7 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
-def _plan_from_registry(ids, all_, suite, config, seeds, epochs, model, dataset):
+def _plan_from_registry(ids, all_, suite, config, seeds, epochs, compile_model, model, dataset):
     from vptbench.harness.suite import plan_experiments, select_suite, suite_plan
     from vptbench.registry import load_registry
 
@@ -151,7 +152,10 @@ def _plan_from_registry(ids, all_, suite, config, seeds, epochs, model, dataset)
     registry, config_path = load_registry(config)
     suite_name, chosen = select_suite(registry, suite, model, dataset)
     seed_list = parse_seeds(seeds) if seeds is not None else list(chosen.training.seeds)
-    experiments = plan_experiments(suite_name, chosen, config_path, ids or list(chosen.experiments), epochs)
+    overrides = {"epochs": epochs} if epochs else {}
+    if compile_model:
+        overrides["compile"] = True
+    experiments = plan_experiments(suite_name, chosen, config_path, ids or list(chosen.experiments), overrides)
     return suite_plan(registry, config_path, suite_name, experiments, seed_list)
 
 

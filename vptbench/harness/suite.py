@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from pydantic import ValidationError
@@ -66,9 +67,10 @@ def select_suite(registry: Registry, name: str | None, model: str | None = None,
 
 
 def plan_experiments(
-    suite_name: str, suite: Suite, config_path: Path, ids: list[str], epochs: int | None = None
+    suite_name: str, suite: Suite, config_path: Path, ids: list[str], overrides: dict[str, Any] | None = None
 ) -> list[PlannedExperiment]:
-    """Resolve each experiment's tuner and validate its params before anything runs."""
+    """Resolve each experiment's tuner and validate its params before anything runs; `overrides`
+    (the command line's --epochs, --compile) replace those training settings of every experiment."""
     ids = list(dict.fromkeys(ids))
     for experiment_id in ids:
         if experiment_id not in suite.experiments:
@@ -80,9 +82,7 @@ def plan_experiments(
         where = f"suites.{suite_name}.experiments.{experiment_id}"
         if spec.tuner not in available:
             raise ConfigError(f"{config_path}: {where}.tuner: " + unknown_name("tuner", spec.tuner, available))
-        training = suite.training_for(experiment_id)
-        if epochs is not None:
-            training = training.model_copy(update={"epochs": epochs})
+        training = suite.training_for(experiment_id).model_copy(update=overrides or {})
         try:
             tuner = plugins.load_tuner(spec.tuner)
         except PluginError as exc:  # a broken plugin fails its own experiments, not the suite
