@@ -5,15 +5,16 @@
 
 Steps, each given what is left of `--budget` seconds (the script ends within it: a step still
 running 30 s before the deadline gets Ctrl-C, as a user would, and is killed at it):
-1. `vptbench bench`: the paper suite's six strategies at CLIP ViT-B/16 geometry, bf16, batch 256;
-2. the frozen forward (E1) and full fine-tuning (E6) again under torch.compile;
-3. the whole `paper` suite (500 epochs, compiled) on random-init ViT-B/16 and synthetic data of the
+1. eager: `vptbench bench`, the paper suite's six strategies at CLIP ViT-B/16 geometry, bf16, batch 256;
+2. compiled: the frozen forward (E1) and full fine-tuning (E6) again under torch.compile;
+3. batch32: E3, E5 and E6 at the paper's batch of 32, eager;
+4. suite: the whole `paper` suite (500 epochs, compiled) on random-init ViT-B/16 and synthetic data of the
    brain-MRI split's sizes. At the deadline it gets Ctrl-C, which keeps the finished runs; a second
-   call with `--suite-only` on the same warm machine resumes it, and the wall times add up.
+   call with `--steps suite` on the same warm machine resumes it, and the wall times add up.
 
 OUT receives gpu_check.md (the tables and each target met or not, ready for benchmarks/RESULTS.md),
-the raw JSON, the suite's run directory as a tarball and the log: five files, within what the device
-tool brings back. Every step runs the `vptbench` command a user would.
+each bench step's JSON, the suite's run directory as a tarball and the log: six files, within what
+the device tool brings back. Every step runs the `vptbench` command a user would.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from pathlib import Path
 
 TARGETS = {"E1": 8000.0, "E6": 2500.0}  # images/s on an H100 or H200 in bf16
 SUITE_TARGET_SECONDS = 15 * 60
+STEPS = ("eager", "compiled", "batch32", "suite")
 GRACE = 30.0  # seconds a stopped command gets to write what it finished
 
 
@@ -203,30 +205,39 @@ def main() -> int:
     parser.add_argument(
         "--smoke", action="store_true", help="toy sizes on any device: checks this script, measures nothing"
     )
-    parser.add_argument("--suite-only", action="store_true", help="skip the throughput steps (a call that resumes the suite)")
+    parser.add_argument(
+        "--steps", default=",".join(STEPS),
+        help=f"which steps, comma-separated, from {', '.join(STEPS)} (a call that resumes the suite: suite)",
+    )  # fmt: skip
     parser.add_argument(
         "--suite-dir", type=Path, default=Path(tempfile.gettempdir()) / "vptbench-gpu-check-suite",
         help="where the suite's run directory lives; one already there is resumed",
     )  # fmt: skip
     args = parser.parse_args()
+    steps = args.steps.split(",")
+    if unknown := sorted(set(steps) - set(STEPS)):
+        parser.error(f"--steps: unknown {', '.join(unknown)}; choose from {', '.join(STEPS)}")
     check = Check(args.out, args.budget, args.smoke)
     if args.smoke:
-        device, sizes = (
-            "auto",
-            ["--suite", "demo", "--model", "demo-clip", "--batch-size", "32", "--steps", "2", "--warmup", "1"],
-        )
+        device, model = "auto", ["--suite", "demo", "--model", "demo-clip"]
+        sizes = ["--steps", "2", "--warmup", "1"]
         # the demo model's own data: its 16-token text tower cannot take the brain-MRI prompts
         suite_args, compiled = ["--model", "demo-clip", "--dataset", "digits", "--epochs", "2"], ["E2"]
     else:
-        device, sizes = "cuda", ["--batch-size", "256", "--steps", "20", "--warmup", "5"]
-        # compiled: at the paper's batch of 32 an eager step is bound by kernel launches (RESULTS.md)
+        device, model, sizes = "cuda", [], ["--steps", "20", "--warmup", "5"]
+        # compiled: at the paper's batch of 32 an eager step is bound by per-step overhead (RESULTS.md)
         suite_args, compiled = ["--model", "vit-b16-random", "--dataset", "brain-mri-synthetic", "--compile"], ["E1", "E6"]
-    bench_args = [*sizes, "--device", device, "--precision", "bf16" if device == "cuda" else "fp32", "--json"]
+    common = [*model, *sizes, "--device", device, "--precision", "bf16" if device == "cuda" else "fp32", "--json"]
+    large, paper_batch = [*common, "--batch-size", "256" if device == "cuda" else "32"], [*common, "--batch-size", "32"]
 
-    if not args.suite_only:
-        check.bench("Throughput, eager", bench_args, "bench.json")
-        check.bench("Throughput, torch.compile", [*compiled, *bench_args, "--compile"], "bench-compile.json")
-    check.paper_suite(suite_args, device, args.suite_dir)
+    if "eager" in steps:
+        check.bench("Throughput, eager", large, "bench.json")
+    if "compiled" in steps:
+        check.bench("Throughput, torch.compile", [*compiled, *large, "--compile"], "bench-compile.json")
+    if "batch32" in steps:  # the step alone at the suite's batch: tells the step's overhead from the loop's
+        check.bench("Throughput at the paper's batch of 32, eager", ["E3", "E5", "E6", *paper_batch], "bench-batch32.json")
+    if "suite" in steps:
+        check.paper_suite(suite_args, device, args.suite_dir)
     print(check.save())
     return 0
 

@@ -19,8 +19,9 @@ def test_gpu_check_smoke_writes_every_file_and_the_targets(tmp_path):
     command = [sys.executable, str(SCRIPT), "--out", str(out), "--smoke", "--budget", "300", "--suite-dir", str(tmp_path / "suite")]
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=400)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert sorted(p.name for p in out.iterdir()) == ["bench-compile.json", "bench.json", "gpu_check.log", "gpu_check.md", "suite-run.tar.gz"]
+    assert sorted(p.name for p in out.iterdir()) == ["bench-batch32.json", "bench-compile.json", "bench.json", "gpu_check.log", "gpu_check.md", "suite-run.tar.gz"]
     assert [row["experiment"] for row in json.loads((out / "bench.json").read_text())["rows"]] == ["E1", "E2", "E3", "E4", "E5", "E6"]
+    assert [row["batch_size"] for row in json.loads((out / "bench-batch32.json").read_text())["rows"]] == [32, 32, 32]
     report = (out / "gpu_check.md").read_text()
     assert "6 of 6 runs finished ok" in report and "## Throughput, torch.compile" in report
     targets = report[report.index("## Targets") :].splitlines()
@@ -31,7 +32,7 @@ def test_gpu_check_smoke_writes_every_file_and_the_targets(tmp_path):
 
 def test_gpu_check_resumes_a_stopped_suite_and_adds_up_its_wall_times(tmp_path):
     suite = tmp_path / "suite"
-    command = [sys.executable, str(SCRIPT), "--smoke", "--suite-only", "--budget", "300", "--suite-dir", str(suite)]
+    command = [sys.executable, str(SCRIPT), "--smoke", "--steps", "suite", "--budget", "300", "--suite-dir", str(suite)]
     env = dict(os.environ, HF_HUB_OFFLINE="1")
 
     def check(out: str) -> str:
@@ -48,3 +49,8 @@ def test_gpu_check_resumes_a_stopped_suite_and_adds_up_its_wall_times(tmp_path):
     walls = json.loads((suite / "walls.json").read_text())
     assert len(walls) == 2 and f"whole suite: {sum(walls):.0f} s" in second
     assert "(exit not run: already finished)" in check("third") and len(json.loads((suite / "walls.json").read_text())) == 2
+
+
+def test_gpu_check_names_an_unknown_step(tmp_path):
+    result = subprocess.run([sys.executable, str(SCRIPT), "--out", str(tmp_path), "--steps", "suite,warp"], capture_output=True, text=True)
+    assert result.returncode == 2 and "--steps: unknown warp" in result.stderr
