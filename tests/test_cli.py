@@ -207,3 +207,20 @@ def test_compile_flag_reaches_every_experiment_and_its_record(cli, tiny_config, 
     assert {name: e["training"]["compile"] for name, e in experiments.items()} == {"E1": True, "E2": True}
     code, _, err = cli("run", "--resume", run_dir, "--compile")
     assert code == 2 and "drop --compile" in err
+
+
+def test_cuda_determinism_warnings_are_left_to_the_report_and_others_still_shown():
+    import warnings
+
+    from vptbench.cli import _quiet_libraries
+
+    torch_wordings = [
+        "cuDNN Attention defaults to a non-deterministic algorithm. To explicitly enable determinism call torch.use_deterministic_algorithms(True, warn_only=False).",
+        "scatter_add_cuda_kernel does not have a deterministic implementation, but you set 'torch.use_deterministic_algorithms(True, warn_only=True)'.",
+    ]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _quiet_libraries()
+        for message in [*torch_wordings, "something else worth seeing"]:
+            warnings.warn(message, UserWarning, stacklevel=1)
+    assert [str(w.message) for w in caught] == ["something else worth seeing"]

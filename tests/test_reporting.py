@@ -168,3 +168,10 @@ def test_a_strategy_that_trains_nothing_shows_no_train_time():
     zero_shot = {**_record("E1", 0, 70), "trainable_params": 0, "train_seconds": 0.0, "images_per_second": None, "epochs_to_converge": None}
     (shown,) = display_rows(summarize(flat_frame([zero_shot])))
     assert (shown["Train time"], shown["Images/s"], shown["Epochs to conv."]) == ("–", "–", "–")
+
+
+@pytest.mark.parametrize(("device", "noted"), [("cuda (NVIDIA H200)", True), ("cpu", False)])
+def test_a_cuda_report_says_its_numbers_are_not_bit_reproducible(tmp_path, device, noted):
+    meta = {"schema_version": 1, "suite": "s", "config": {"model_name": "m", "dataset_name": "d"}, "seeds": [0], "device": device, "environment": {}, "status": "finished"}
+    write_reports(tmp_path, meta, [_record("E2", 0, 90)])
+    assert ("not always bit-identical" in (tmp_path / "report.md").read_text()) is noted

@@ -368,14 +368,21 @@ def parse_seeds(text: str) -> list[int]:
     return list(dict.fromkeys(seeds))
 
 
+# torch's two wordings, matched from the start of the message
+NONDETERMINISTIC_WARNING = r".*(defaults to a non-deterministic algorithm|does not have a deterministic implementation)"
+
+
 def _quiet_libraries() -> None:
     """Our own bars and errors replace the libraries' download bars and warnings. `datasets` is
     quieted through its environment when it is not loaded yet: built-in data never imports it."""
     import os
+    import warnings
 
     import transformers
     from huggingface_hub.utils import logging as hub_logging
 
+    # CUDA's kernels without a deterministic version: the report says so once (markdown.CUDA_NOTE)
+    warnings.filterwarnings("ignore", message=NONDETERMINISTIC_WARNING, category=UserWarning)
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     hub_logging.set_verbosity_error()  # its retry warnings would precede our one-line error

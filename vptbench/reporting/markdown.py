@@ -9,6 +9,12 @@ import pandas as pd
 from vptbench.reporting.tables import CACHED_NOTE, NUMERIC, display_rows, shows_cached, summarize
 from vptbench.results import missing_runs
 
+# torch warns of this once a process, in the middle of the progress bars; the report says it instead
+CUDA_NOTE = (
+    "- On CUDA the same seed gives close, not always bit-identical numbers: some kernels (attention's "
+    "backward among them) have no deterministic version."
+)
+
 
 def markdown_report(meta: dict, records: list[dict], frame: pd.DataFrame, plots: list[Path]) -> str:
     env = meta.get("environment", {})
@@ -25,6 +31,7 @@ def markdown_report(meta: dict, records: list[dict], frame: pd.DataFrame, plots:
         "on the selected state. Test accuracy shows mean ± std over seeds, or a 95 % bootstrap interval "
         "for a single seed; (!) marks a reference value outside the 95 % bootstrap interval of the (mean) test "
         "accuracy over this test split.",
+        *([CUDA_NOTE] if str(meta.get("device", "")).startswith("cuda") else []),
         "",
         "## Summary",
         "",
