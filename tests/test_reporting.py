@@ -106,6 +106,8 @@ def test_combining_run_directories(cli, tiny_config, tmp_path):
     curves = [pd.read_csv(combined / "history" / f"E2-seed{seed}.csv")["train_loss"].tolist() for seed in (0, 1)]
     assert curves[0] != curves[1]  # the seeds really differ (split, initialisation, order)
     assert "± " in (combined / "report.md").read_text()  # two seeds: mean ± std
+    code, _, err = cli("report", first, combined, "--output", tmp_path / "again", "--format", "csv")
+    assert code == 0 and f"E2-seed0 is in both {first} and {combined}: the one in {combined} is reported" in " ".join(err.split())
 
 
 def test_combining_keeps_a_good_run_over_a_failed_one_and_refuses_other_suites(tmp_path):
@@ -117,8 +119,13 @@ def test_combining_keeps_a_good_run_over_a_failed_one_and_refuses_other_suites(t
         write_json(tmp_path / name / RUN_FILE, meta)
         save_run_record(tmp_path / name, record)
     for order in (["good", "bad"], ["bad", "good"]):
-        _, records = combine_run_dirs([tmp_path / name for name in order])
+        combined, records = combine_run_dirs([tmp_path / name for name in order])
         assert [(r["status"], r["test_accuracy"]) for r in records] == [("ok", 0.9)]
+        assert combined["overlapping_runs"] == [{"run": "E2-seed0", "reported": str(tmp_path / "good"), "in": [str(tmp_path / name) for name in order]}]
+    write_json(tmp_path / "better" / RUN_FILE, meta)
+    save_run_record(tmp_path / "better", _record("E2", 0, 95))
+    combined, records = combine_run_dirs([tmp_path / "good", tmp_path / "better"])  # two good ones: the later
+    assert records[0]["test_accuracy"] == 0.95 and combined["overlapping_runs"][0]["reported"] == str(tmp_path / "better")
     write_json(tmp_path / "other" / RUN_FILE, {**meta, "suite": "other"})
     with pytest.raises(UsageError, match="cannot combine runs of different suites: other, s"):
         combine_run_dirs([tmp_path / "good", tmp_path / "other"])

@@ -201,13 +201,18 @@ def combine_run_dirs(run_dirs: list[Path]) -> tuple[dict, list[dict]]:
         if difference:
             raise UsageError(f"cannot combine '{run_dirs[0]}' and '{run_dir}': they ran with different {difference}")
     by_key: dict[str, dict] = {}
+    source: dict[str, Path] = {}
+    overlaps: list[dict] = []  # runs found in several directories: which one is reported
     plan: list[str] = []
-    for meta, records in loaded:
+    for run_dir, (meta, records) in zip(run_dirs, loaded, strict=True):
         plan += [key for key in meta.get("plan", []) if key not in plan]
         for record in records:
             key = run_key(record["experiment"], record["seed"])
+            earlier = source.get(key)
             if key not in by_key or record["status"] == "ok" or by_key[key]["status"] != "ok":
-                by_key[key] = record  # a later finished run wins, but never over a good one by a failed one
+                by_key[key], source[key] = record, run_dir  # a later run wins, never a failed one over a good one
+            if earlier is not None:
+                overlaps.append({"run": key, "reported": str(source[key]), "in": [str(earlier), str(run_dir)]})
     experiments: dict[str, dict] = {}  # every experiment any of them ran, in plan order
     for meta, _ in loaded:
         for key, value in meta["config"].get("experiments", {}).items():
@@ -219,6 +224,7 @@ def combine_run_dirs(run_dirs: list[Path]) -> tuple[dict, list[dict]]:
         "plan": plan,
         "status": "combined",
         "sources": [str(d) for d in run_dirs],
+        "overlapping_runs": overlaps,
     }
     return meta, in_plan_order(list(by_key.values()), plan)
 
