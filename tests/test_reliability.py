@@ -37,7 +37,8 @@ def test_ctrl_c_keeps_finished_runs_and_resume_matches_an_uninterrupted_run(cli,
     code, _, err = cli("run", "--all", "--config", tiny_config, "--output", tmp_path / "broken", "--quiet", "--seeds", "0,1")
     run_dir = _only_dir(tmp_path / "broken")
     assert code == 130 and f"interrupted: finished runs are kept in {run_dir}; finish with `vptbench run --resume {run_dir}`" in err
-    assert json.loads((run_dir / "run.json").read_text())["status"] == "interrupted"
+    first = json.loads((run_dir / "run.json").read_text())
+    assert first["status"] == "interrupted" and first["resumed"] == []
     partial = pd.read_csv(run_dir / "results.csv")
     assert list(partial["status"]) == ["ok", "ok", "ok", "interrupted"]
     assert not (run_dir / ".lock").exists()
@@ -49,7 +50,9 @@ def test_ctrl_c_keeps_finished_runs_and_resume_matches_an_uninterrupted_run(cli,
     assert calls == [("E2", 1)]  # only the unfinished pair ran again
     resumed = pd.read_csv(run_dir / "results.csv")[METRICS]
     pd.testing.assert_frame_equal(resumed, clean)
-    assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"
+    meta = json.loads((run_dir / "run.json").read_text())
+    assert meta["status"] == "finished" and meta["started"] == first["started"] and len(meta["resumed"]) == 1
+    assert f"- Started {first['started']} (resumed {meta['resumed'][0]})" in (run_dir / "report.md").read_text()
 
 
 def test_a_tuner_that_raises_fails_alone(cli, tiny_config, tmp_path, monkeypatch):

@@ -106,6 +106,8 @@ def test_combining_run_directories(cli, tiny_config, tmp_path):
     curves = [pd.read_csv(combined / "history" / f"E2-seed{seed}.csv")["train_loss"].tolist() for seed in (0, 1)]
     assert curves[0] != curves[1]  # the seeds really differ (split, initialisation, order)
     assert "± " in (combined / "report.md").read_text()  # two seeds: mean ± std
+    code, _, err = cli("run", "--resume", combined)
+    assert code == 2 and f"--resume: '{combined}' combines the reports of {first}, {second}; resume one of those" in " ".join(err.split())
     code, _, err = cli("report", first, combined, "--output", tmp_path / "again", "--format", "csv")
     assert code == 0 and f"E2-seed0 is in both {first} and {combined}: the one in {combined} is reported" in " ".join(err.split())
 

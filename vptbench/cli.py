@@ -119,6 +119,8 @@ def run(
         if given:
             raise UsageError(f"--resume takes the run directory's own configuration; drop {', '.join(given)}")
         meta, finished = load_run_dir(resume)
+        if meta.get("status") == "combined":
+            raise UsageError(f"--resume: '{resume}' combines the reports of {', '.join(meta.get('sources', []))}; resume one of those")
         plan = plan_from_run_dir(meta)
     else:
         plan = _plan_from_registry(ids, all_, suite, config, seeds, epochs, compile_model, model, dataset)

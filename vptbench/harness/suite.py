@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -210,6 +211,8 @@ def run_suite(
     done = {run_key(r["experiment"], r["seed"]): r for r in finished or [] if r["status"] in FINISHED_STATUSES}
     result = SuiteResult(run_dir)
     plan_keys = plan.keys()
+    meta_path = run_dir / RUN_FILE  # already there only when resuming: keep when the run first started
+    earlier = json.loads(meta_path.read_text()) if meta_path.is_file() else None
     meta = {
         "schema_version": SCHEMA_VERSION,
         "suite": plan.suite,
@@ -219,7 +222,8 @@ def run_suite(
         "plan": plan_keys,
         "device": describe(bench.device),
         "environment": environment(),
-        "started": now(),
+        "started": earlier["started"] if earlier else now(),
+        "resumed": [*earlier.get("resumed", []), now()] if earlier else [],
         "resumed_runs": sorted(done),
         "status": "running",
     }

@@ -22,7 +22,7 @@ def markdown_report(meta: dict, records: list[dict], frame: pd.DataFrame, plots:
     lines = [
         f"# vptbench report: suite `{meta['suite']}`",
         "",
-        f"- Started {meta.get('started', '?')}, status **{meta.get('status', '?')}**, device {meta.get('device', '?')}",
+        f"- Started {meta.get('started', '?')}{_resumed(meta)}, status **{meta.get('status', '?')}**, device {meta.get('device', '?')}",
         f"- Seeds {', '.join(map(str, meta.get('seeds', [])))}; model `{meta['config']['model_name']}`, "
         f"dataset `{meta['config']['dataset_name']}`",
         f"- torch {packages.get('torch')}, transformers {packages.get('transformers')}, vptbench "
@@ -70,3 +70,7 @@ def _experiment_section(record: dict) -> list[str]:
     confusion.index.name = "true \\ predicted"
     lines += ["Confusion matrix (rows: true class, columns: predicted):", "", confusion.to_markdown(), ""]
     return lines
+
+
+def _resumed(meta: dict) -> str:
+    return f" (resumed {', '.join(meta['resumed'])})" if meta.get("resumed") else ""
