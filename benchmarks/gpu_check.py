@@ -47,6 +47,7 @@ class Check:
         self.sections: list[str] = []
         self.best: dict[str, float] = {}  # experiment -> images/s, eager or compiled
         self.suite: dict | None = None
+        self.interrupted = False  # Ctrl-C on the check: what ran is reported, nothing more starts
         out.mkdir(parents=True, exist_ok=True)
         self.log = open(out / "gpu_check.log", "w")  # noqa: SIM115 - open for the whole check
 
@@ -54,9 +55,10 @@ class Check:
         return self.deadline - time.perf_counter()
 
     def vptbench(self, args: list[str]) -> tuple[int | None, str, float, bool]:
-        """(exit code, stdout, wall seconds, stopped at the deadline) of one `vptbench` command."""
+        """(exit code, stdout, wall seconds, stopped) of one `vptbench` command; after a Ctrl-C on
+        the check no further command starts, and the exit code of one that did not start is None."""
         allowed = self.left() - GRACE
-        if allowed <= 0:
+        if allowed <= 0 or self.interrupted:
             return None, "", 0.0, True
         self.log.write(f"\n$ vptbench {' '.join(args)}\n")
         self.log.flush()
@@ -64,17 +66,18 @@ class Check:
         process = subprocess.Popen(
             [sys.executable, "-m", "vptbench.cli", *args], stdout=subprocess.PIPE, stderr=self.log, text=True
         )
-        stopped = False
+        stopped = True
         try:
             out, _ = process.communicate(timeout=allowed)
+            stopped = False
         except subprocess.TimeoutExpired:
-            stopped = True
-            process.send_signal(signal.SIGINT)
+            out = stop(process)
+        except KeyboardInterrupt:  # the terminal's Ctrl-C reaches the command too; a kill -INT of this script does not
+            self.interrupted = True
             try:
-                out, _ = process.communicate(timeout=GRACE)
+                out, _ = process.communicate(timeout=2)
             except subprocess.TimeoutExpired:
-                process.kill()
-                out, _ = process.communicate()
+                out = stop(process)
         self.log.write(out)
         self.log.flush()
         return process.returncode, out, time.perf_counter() - start, stopped
@@ -111,9 +114,10 @@ class Check:
         walls_file, run_dir = folder / "walls.json", latest_run_dir(folder)
         walls = json.loads(walls_file.read_text()) if run_dir and walls_file.exists() else []
         if run_dir:
-            config = json.loads((run_dir / "run.json").read_text())["config"]
-            if (config["model_name"], config["dataset_name"]) != (model, dataset):
-                self.add([f"## The paper suite: not run. {run_dir} holds {config['model_name']} on {config['dataset_name']}, not {model} on {dataset}; pass another --suite-dir"])
+            meta = json.loads((run_dir / "run.json").read_text())
+            found = (meta["suite"], meta["config"]["model_name"], meta["config"]["dataset_name"])
+            if found != ("paper", model, dataset):
+                self.add([f"## The paper suite: not run. {run_dir} holds suite {found[0]}, {found[1]} on {found[2]}, not paper, {model} on {dataset}; pass another --suite-dir"])
                 return
             command = ["run", "--resume", str(run_dir), "--device", device, "--quiet"]
         else:
@@ -159,7 +163,8 @@ class Check:
     def save(self) -> str:
         """The report so far, targets included: a lease that ends early still returns what was measured."""
         title = f"# GPU check, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC{' (smoke: toy sizes, not a measurement)' if self.smoke else ''}"
-        text = "\n".join([title, "", *self.sections, *self.targets()]) + "\n"
+        stopped = ["Stopped by Ctrl-C: the steps after the one running then did not run.", ""] if self.interrupted else []
+        text = "\n".join([title, "", *stopped, *self.sections, *self.targets()]) + "\n"
         (self.out / "gpu_check.md").write_text(text)
         return text
 
@@ -189,6 +194,17 @@ class Check:
                 met = None if within else over
         lines.append(f"| paper suite under {SUITE_TARGET_SECONDS // 60} min | {shown} | {verdict(met)} |")
         return lines
+
+
+def stop(process: subprocess.Popen) -> str:
+    """Ctrl-C for a running command, as a user would give it: GRACE seconds to write what it
+    finished (vptbench keeps finished runs), then it is killed. Returns what it printed."""
+    process.send_signal(signal.SIGINT)
+    try:
+        return process.communicate(timeout=GRACE)[0]
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.communicate()[0]
 
 
 def latest_run_dir(folder: Path) -> Path | None:
@@ -243,6 +259,10 @@ def main() -> int:
     steps = [step.strip() for step in args.steps.split(",") if step.strip()]
     if not steps or (unknown := sorted(set(steps) - set(STEPS))):
         parser.error(f"--steps: {'unknown ' + ', '.join(unknown) if steps else 'none given'}; choose from {', '.join(STEPS)}")
+    if args.budget <= 0:
+        parser.error(f"--budget: {args.budget:g} is not a positive number of seconds")
+    if args.out.exists() and not args.out.is_dir():
+        parser.error(f"--out: {args.out} is a file, not a folder")
     check = Check(args.out, args.budget, args.smoke)
     if args.smoke:
         device, model = "auto", ["--suite", "demo", "--model", "demo-clip"]
@@ -256,17 +276,23 @@ def main() -> int:
     common = [*model, *sizes, "--device", device, "--precision", "bf16" if device == "cuda" else "fp32", "--json"]
     large, paper_batch = [*common, "--batch-size", "256" if device == "cuda" else "32"], [*common, "--batch-size", "32"]
 
-    if "eager" in steps:
-        check.bench("Throughput, eager", large, "bench.json")
-    if "compiled" in steps:
-        check.bench("Throughput, torch.compile", [*compiled, *large, "--compile"], "bench-compile.json")
-    if "batch32" in steps:  # the step alone at the suite's batch: tells the step's overhead from the loop's
-        check.bench("Throughput at the paper's batch of 32, eager", ["E3", "E5", "E6", *paper_batch], "bench-batch32.json")
-    if "suite" in steps:
-        folder = args.suite_dir or Path(tempfile.gettempdir()) / f"vptbench-gpu-check-{'smoke' if args.smoke else 'suite'}"
-        check.paper_suite(*suite, device, folder)
+    def run_steps() -> None:
+        if "eager" in steps:
+            check.bench("Throughput, eager", large, "bench.json")
+        if "compiled" in steps:
+            check.bench("Throughput, torch.compile", [*compiled, *large, "--compile"], "bench-compile.json")
+        if "batch32" in steps:  # the step alone at the suite's batch: tells the step's overhead from the loop's
+            check.bench("Throughput at the paper's batch of 32, eager", ["E3", "E5", "E6", *paper_batch], "bench-batch32.json")
+        if "suite" in steps:
+            folder = args.suite_dir or Path(tempfile.gettempdir()) / f"vptbench-gpu-check-{'smoke' if args.smoke else 'suite'}"
+            check.paper_suite(*suite, device, folder)
+
+    try:
+        run_steps()
+    except KeyboardInterrupt:  # between commands: what finished is still written below
+        check.interrupted = True
     print(check.save())
-    return 0
+    return 130 if check.interrupted else 0
 
 
 if __name__ == "__main__":

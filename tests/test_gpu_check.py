@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -64,18 +66,49 @@ def test_gpu_check_resumes_a_stopped_suite_and_adds_up_its_wall_times(smoke, tmp
     assert "(exit not run: already finished)" in third and len(json.loads((suite / "walls.json").read_text())) == 2
 
 
-def test_gpu_check_refuses_to_resume_another_models_suite(smoke, tmp_path):
+@pytest.mark.parametrize(("suite_name", "model"), [("paper", "vit-b16-random"), ("demo", "demo-clip")])
+def test_gpu_check_refuses_to_resume_another_suite_or_model(smoke, tmp_path, suite_name, model):
     suite = tmp_path / "suite"
     shutil.copytree(smoke[1], suite)
     (run_json,) = suite.glob("*/run.json")
     meta = json.loads(run_json.read_text())
-    run_json.write_text(json.dumps({**meta, "config": {**meta["config"], "model_name": "vit-b16-random"}}))
+    run_json.write_text(json.dumps({**meta, "suite": suite_name, "config": {**meta["config"], "model_name": model}}))
     report = _check(tmp_path / "out", "--steps", "suite", "--suite-dir", str(suite))
-    assert "not run." in report and "holds vit-b16-random on digits, not demo-clip on digits" in report
+    assert f"not run. {run_json.parent} holds suite {suite_name}, {model} on digits, not paper, demo-clip on digits" in report
     assert len(json.loads((suite / "walls.json").read_text())) == 1
 
 
-@pytest.mark.parametrize(("steps", "error"), [("suite,warp", "--steps: unknown warp"), (" , ", "--steps: none given")])
-def test_gpu_check_names_a_bad_step(tmp_path, steps, error):
-    result = subprocess.run([sys.executable, str(SCRIPT), "--out", str(tmp_path), "--steps", steps], capture_output=True, text=True)
+def test_ctrl_c_on_the_check_keeps_what_ran_and_its_wall_time(smoke, tmp_path):
+    suite = tmp_path / "suite"
+    shutil.copytree(smoke[1], suite)
+    (run_dir,) = [p for p in suite.iterdir() if p.is_dir()]
+    for key in ("E5-seed0", "E6-seed0"):
+        (run_dir / "runs" / f"{key}.json").unlink()
+    out = tmp_path / "out"
+    command = [sys.executable, str(SCRIPT), "--out", str(out), "--smoke", "--steps", "suite", "--suite-dir", str(suite)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ, HF_HUB_OFFLINE="1"), start_new_session=True)
+    deadline = time.monotonic() + 120
+    while "$ vptbench run --resume" not in ((out / "gpu_check.log").read_text() if (out / "gpu_check.log").exists() else ""):
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.2)
+    time.sleep(3)  # into the resumed suite, before E5 and E6 (compiled) can finish
+    os.killpg(process.pid, signal.SIGINT)  # the terminal's Ctrl-C: the whole process group
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err.decode()[-2000:]
+    report = (out / "gpu_check.md").read_text()
+    assert "Stopped by Ctrl-C" in report and "over 2 commands" in report
+    assert len(json.loads((suite / "walls.json").read_text())) == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (["--steps", "suite,warp"], "--steps: unknown warp"),
+        (["--steps", " , "], "--steps: none given"),
+        (["--budget", "-5"], "--budget: -5 is not a positive number of seconds"),
+        (["--out", str(SCRIPT)], f"--out: {SCRIPT} is a file, not a folder"),
+    ],
+)
+def test_gpu_check_names_a_bad_argument(tmp_path, args, error):
+    result = subprocess.run([sys.executable, str(SCRIPT), "--out", str(tmp_path), *args], capture_output=True, text=True)
     assert result.returncode == 2 and error in result.stderr
