@@ -262,6 +262,8 @@ def test_bad_command_line_values(cli, tiny_config, tmp_path, args, expected):
         (("run", "--all", "--epochs", "0"), "error: Invalid value for '--epochs'"),
         (("run", "--all", "--bogus"), "error: No such option: --bogus (see '"),
         (("frobnicate",), "error: No such command 'frobnicate' (see '"),
+        (("bench", "--peak-tflops=-1"), "error: Invalid value for '--peak-tflops': -1 is not a positive, finite number"),
+        (("bench", "--peak-tflops", "nan"), "error: Invalid value for '--peak-tflops': nan is not a positive, finite number"),
     ],
 )
 def test_click_usage_errors_are_one_line_too(cli, args, expected):

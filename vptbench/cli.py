@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Annotated, get_args
@@ -287,6 +288,12 @@ def report(
     console.print("wrote " + ", ".join(str(target / name) for name in files[fmt]))
 
 
+def _positive(value: float | None) -> float | None:
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise typer.BadParameter(f"{value:g} is not a positive, finite number")
+    return value
+
+
 @app.command()
 @reports_errors
 def bench(
@@ -300,7 +307,7 @@ def bench(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     precision: Annotated[str, typer.Option(help="auto (bf16 on CUDA, fp16 before Ampere, else fp32), fp32, bf16 or fp16.")] = "auto",
     compile_model: Annotated[bool, typer.Option("--compile", help="torch.compile each model first.")] = False,
-    peak_tflops: Annotated[float | None, typer.Option(help="Device peak for MFU when it is not in the built-in table.")] = None,
+    peak_tflops: Annotated[float | None, typer.Option(callback=_positive, help="Device peak for MFU when it is not in the built-in table.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Rows as JSON on stdout.")] = False,
 ) -> None:
     """Time each strategy's training step (or frozen forward) on a synthetic batch."""
