@@ -19,6 +19,8 @@ import sys
 import time
 
 import torch
+from rich.console import Console
+from rich.progress import Progress, TimeElapsedColumn
 from torch import nn
 
 from vptbench.data import ImageData, ImageSplit, make_splits
@@ -103,17 +105,25 @@ def main() -> None:
     (images, labels), (test_images, test_labels) = raw["train"], raw["test"]
     processor = CLIPImageProcessorPil.from_pretrained(DEMO_CLIP)
 
-    print("| Experiment | Tuner | Epochs | Trainable | Naive acc | vptbench acc | Naive s | vptbench s | Speed-up |")
-    print("|---|---|---|---|---|---|---|---|---|")
     naive: dict[str, list] = {e.id: [] for e in experiments}
     ours: dict[str, list] = {e.id: [] for e in experiments}
-    for _ in range(args.repeat):  # whole suites, each experiment naive then ours: a slow spell hits both sides
-        bench.features = FeatureStore()  # each repeat computes the frozen features once, as a suite run does
-        for experiment in experiments:
-            naive[experiment.id].append(naive_run(images, labels, test_images, test_labels, experiment, bench, processor, args.seed))
-            start = time.perf_counter()
-            record = run_one(bench, experiment, args.seed, QuietObserver())
-            ours[experiment.id].append((record["test_accuracy"], time.perf_counter() - start))
+    # on stderr, redrawn only between runs: no refresh thread competes with the timed work
+    progress = Progress(*Progress.get_default_columns(), TimeElapsedColumn(), console=Console(stderr=True), auto_refresh=False)
+    with progress:
+        task = progress.add_task("", total=2 * args.repeat * len(experiments))
+        for repeat in range(1, args.repeat + 1):  # whole suites, each experiment naive then ours: a slow spell hits both sides
+            bench.features = FeatureStore()  # each repeat computes the frozen features once, as a suite run does
+            for experiment in experiments:
+                progress.update(task, description=f"{experiment.id} naive, repeat {repeat}/{args.repeat}", refresh=True)
+                naive[experiment.id].append(naive_run(images, labels, test_images, test_labels, experiment, bench, processor, args.seed))
+                progress.update(task, advance=1, description=f"{experiment.id} vptbench, repeat {repeat}/{args.repeat}", refresh=True)
+                start = time.perf_counter()
+                record = run_one(bench, experiment, args.seed, QuietObserver())
+                ours[experiment.id].append((record["test_accuracy"], time.perf_counter() - start))
+                progress.update(task, advance=1, refresh=True)
+        progress.update(task, description="every run done", refresh=True)
+    print("| Experiment | Tuner | Epochs | Trainable | Naive acc | vptbench acc | Naive s | vptbench s | Speed-up |")
+    print("|---|---|---|---|---|---|---|---|---|")
     totals = [0.0, 0.0]
     for experiment in experiments:
         if any(len({acc for acc, _ in side}) > 1 for side in (naive[experiment.id], ours[experiment.id])):
