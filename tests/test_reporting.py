@@ -184,3 +184,14 @@ def test_a_cuda_report_says_its_numbers_are_not_bit_reproducible(tmp_path, devic
     meta = {"schema_version": 1, "suite": "s", "config": {"model_name": "m", "dataset_name": "d"}, "seeds": [0], "device": device, "environment": {}, "status": "finished"}
     write_reports(tmp_path, meta, [_record("E2", 0, 90)])
     assert ("not always bit-identical" in (tmp_path / "report.md").read_text()) is noted
+
+
+def test_each_experiment_states_how_it_was_trained(tmp_path):
+    training = {"optimizer": "adam", "lr": 1e-3, "batch_size": 32, "epochs": 5, "precision": "auto", "compile": True}
+    experiments = {"E1": {"training": training}, "E2": {"training": {**training, "compile": False}}}
+    meta = {"schema_version": 1, "suite": "s", "config": {"model_name": "m", "dataset_name": "d", "experiments": experiments}, "seeds": [0], "device": "cpu", "environment": {}, "status": "finished"}
+    untrained = {**_record("E1", 0, 70, epochs=0), "trainable_params": 0, "precision": "fp32"}
+    stopped_early = {**_record("E2", 0, 90, epochs=3), "precision": "bf16"}
+    write_reports(tmp_path, meta, [untrained, stopped_early])
+    lines = [line for line in (tmp_path / "report.md").read_text().splitlines() if line.startswith("Training:")]
+    assert lines == ["Training: none, nothing is trainable; evaluated in fp32, compiled", "Training: adam lr 0.001, batch 32, 5 epochs (ran 3), bf16, eager"]

@@ -49,16 +49,19 @@ def markdown_report(meta: dict, records: list[dict], frame: pd.DataFrame, plots:
     if plots:
         lines += ["## Plots", ""] + [f"![{p.stem.replace('_', ' ')}]({p.name})" for p in plots] + [""]
     lines += ["## Per experiment", ""]
+    settings = meta["config"].get("experiments", {})
     for record in records:
-        lines += _experiment_section(record)
+        lines += _experiment_section(record, settings.get(record["experiment"], {}).get("training"))
     return "\n".join(lines)
 
 
-def _experiment_section(record: dict) -> list[str]:
+def _experiment_section(record: dict, training: dict | None) -> list[str]:
     title = f"### {record['experiment']} · `{record['tuner']}` · seed {record['seed']} · {record['status']}"
     lines = [title, ""]
     if record.get("params"):
         lines += ["Params: " + ", ".join(f"`{k}={v}`" for k, v in record["params"].items()), ""]
+    if training:  # what makes two rows comparable, e.g. a short --epochs run beside a full one
+        lines += [_training_line(training, record), ""]
     if record["status"] != "ok" and record.get("error"):
         lines += [f"Error: {record['error']}", ""]
     if not record.get("per_class"):
@@ -70,6 +73,14 @@ def _experiment_section(record: dict) -> list[str]:
     confusion.index.name = "true \\ predicted"
     lines += ["Confusion matrix (rows: true class, columns: predicted):", "", confusion.to_markdown(), ""]
     return lines
+
+
+def _training_line(training: dict, record: dict) -> str:
+    how = f"{record.get('precision', training['precision'])}, {'compiled' if training.get('compile') else 'eager'}"
+    if record.get("trainable_params") == 0:
+        return f"Training: none, nothing is trainable; evaluated in {how}"
+    ran = f" (ran {record['epochs_run']})" if record.get("epochs_run") not in (None, training["epochs"]) else ""
+    return f"Training: {training['optimizer']} lr {training['lr']:g}, batch {training['batch_size']}, {training['epochs']} epochs{ran}, {how}"
 
 
 def _resumed(meta: dict) -> str:
