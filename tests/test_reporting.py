@@ -195,3 +195,25 @@ def test_each_experiment_states_how_it_was_trained(tmp_path):
     write_reports(tmp_path, meta, [untrained, stopped_early])
     lines = [line for line in (tmp_path / "report.md").read_text().splitlines() if line.startswith("Training:")]
     assert lines == ["Training: none, nothing is trainable; evaluated in fp32, compiled", "Training: adam lr 0.001, batch 32, 5 epochs (ran 3), bf16, eager"]
+
+
+@pytest.mark.parametrize("width", [60, 80, 160])
+def test_the_throughput_table_never_wraps_a_number_either(width):
+    from rich.console import Console
+
+    from vptbench.reporting.console import throughput_table
+
+    row = {"experiment": "E4", "tuner": "vpt-deep", "mode": "train", "trainable_params": 11_268, "step_ms": 3151.25, "images_per_second": 2.54,
+           "gflops_per_image": 67.5, "achieved_tflops": 0.171, "mfu": 0.0173, "peak_memory_mb": 2928.4}  # fmt: skip
+    failed = {"experiment": "E6", "tuner": "full-finetune", "error": "CUDA out of memory [bold]"}  # shown as written
+    console = Console(width=width, record=True, file=open("/dev/null", "w"))  # noqa: SIM115
+    table = throughput_table([row, failed], "Throughput", width, "989")
+    console.print(table)
+    text = console.export_text()
+    flowing = " ".join(text.split())
+    shown = [column.header for column in table.columns]
+    assert all(len(line) <= width for line in text.splitlines()) and {"Experiment", "Images/s", "Status"} <= set(shown)
+    for column, cell in {"Trainable": "11,268", "Step": "3151.2 ms", "Images/s": "2.5", "MFU": "1.7 %", "Peak mem": "2,928 MiB"}.items():
+        assert (cell in text) == (column in shown), column
+    assert "failed: CUDA out of memory [bold]" in flowing and "MFU against a dense peak of 989 TFLOP/s" in flowing
+    assert ("Left out at this width" in flowing) == (width < 160)

@@ -316,7 +316,7 @@ def bench(
     from vptbench.harness.throughput import measure_row
     from vptbench.models import load_model
     from vptbench.registry import PrecisionName, load_registry
-    from vptbench.reporting.console import make_table
+    from vptbench.reporting.console import throughput_table
 
     if precision not in get_args(PrecisionName):
         raise UsageError(f"--precision: '{precision}' is not one of {', '.join(get_args(PrecisionName))}")
@@ -340,18 +340,10 @@ def bench(
         if failed:
             raise typer.Exit(1)
         return
-    columns = ("Experiment", "Tuner", "Mode", "Trainable", "Step", "Images/s", "GFLOPs/img", "TFLOP/s", "MFU", "Peak mem")
-    table = make_table(f"Throughput on {describe(target)} — {model}, batch {batch_size}, {precision}", columns)
-    for r in rows:
-        if "error" in r:
-            table.add_row(r["experiment"], r["tuner"], f"[red]failed[/]: {r['error']}", *[""] * 7)
-            continue
-        mfu = f"{100 * r['mfu']:.1f} %" if r["mfu"] is not None else "–"
-        table.add_row(r["experiment"], r["tuner"], r["mode"], f"{r['trainable_params']:,}", f"{r['step_ms']:.1f} ms", f"{r['images_per_second']:,.1f}", f"{r['gflops_per_image']:.3g}", f"{r['achieved_tflops']:.3g}", mfu, f"{r['peak_memory_mb']:,.0f} MiB")
-    peaks = {r["peak_tflops"] for r in rows if r.get("peak_tflops")}
-    if peaks:
-        table.caption, table.caption_justify = f"MFU against a dense peak of {' / '.join(f'{p:g}' for p in sorted(peaks))} TFLOP/s", "left"
-    table_console().print(table)
+    peaks = sorted({r["peak_tflops"] for r in rows if r.get("peak_tflops")})
+    out = table_console()
+    title = f"Throughput on {describe(target)} — {model}, batch {batch_size}, {precision}"
+    out.print(throughput_table(rows, title, out.width, " / ".join(f"{p:g}" for p in peaks) or None))
     if failed:
         console.print(f"[red]{len(failed)} of {len(rows)} strategies could not be timed[/]")
         raise typer.Exit(1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from rich.markup import escape
 from rich.table import Table
 
 from vptbench.reporting.tables import CACHED_NOTE, NUMERIC, display_rows, flat_frame, shows_cached, summarize
@@ -23,23 +24,52 @@ PRIORITY = ["Experiment", "Test acc", "Tuner", "Status", "Trainable", "Train tim
 BORDER = 3  # a column's padding and right border; the table adds one more on the left
 
 
+# The same for `vptbench bench`; a failed strategy's reason is in its Status cell.
+THROUGHPUT_PRIORITY = ["Experiment", "Images/s", "Status", "Step", "MFU", "Peak mem", "Tuner", "Trainable", "Mode", "TFLOP/s", "GFLOPs/img"]
+
+
 def summary_table(records: list[dict], title: str, width: int) -> Table:
     """The run summary in `width` columns: no cell is ever wrapped, so the least important
     columns are left out (and named) when the terminal is too narrow for all of them."""
     rows = display_rows(summarize(flat_frame(records)))
-    columns, widths = fitting_columns(rows, width) if rows else (["Experiment"], {})
-    table = make_table(title, columns, widths)
-    for row in rows:
-        table.add_row(*(row[column] for column in columns), style=None if row["Status"] == "ok" else "red")
+    table, columns = _fitted(rows, title, width, PRIORITY, "see report.md")
     notes = [CACHED_NOTE] if shows_cached(rows) and "Train time" in columns else []
-    hidden = [column for column in rows[0] if column not in columns] if rows else []
-    if hidden:
-        notes.append(f"Left out at this width: {', '.join(hidden)} (see report.md)")
-    table.caption, table.caption_justify = "\n".join(notes) or None, "left"
+    table.caption = "\n".join([*notes, table.caption] if table.caption else notes) or None
     return table
 
 
-def fitting_columns(rows: list[dict[str, str]], width: int) -> tuple[list[str], dict[str, int]]:
+def throughput_table(results: list[dict], title: str, width: int, peaks: str | None) -> Table:
+    """`vptbench bench`'s rows in `width` columns, fitted as the run summary is."""
+    rows = []
+    for r in results:
+        if "error" in r:
+            rows.append({"Experiment": r["experiment"], "Tuner": r["tuner"], "Mode": "", "Trainable": "", "Step": "", "Images/s": "", "GFLOPs/img": "", "TFLOP/s": "", "MFU": "", "Peak mem": "", "Status": f"failed: {r['error']}"})
+            continue
+        rows.append({
+            "Experiment": r["experiment"], "Tuner": r["tuner"], "Mode": r["mode"], "Trainable": f"{r['trainable_params']:,}",
+            "Step": f"{r['step_ms']:.1f} ms", "Images/s": f"{r['images_per_second']:,.1f}", "GFLOPs/img": f"{r['gflops_per_image']:.3g}",
+            "TFLOP/s": f"{r['achieved_tflops']:.3g}", "MFU": f"{100 * r['mfu']:.1f} %" if r["mfu"] is not None else "–",
+            "Peak mem": f"{r['peak_memory_mb']:,.0f} MiB", "Status": "ok",
+        })  # fmt: skip
+    table, _ = _fitted(rows, title, width, THROUGHPUT_PRIORITY, "see --json")
+    notes = [f"MFU against a dense peak of {peaks} TFLOP/s"] if peaks else []
+    table.caption = "\n".join([*notes, table.caption] if table.caption else notes) or None
+    return table
+
+
+def _fitted(rows: list[dict[str, str]], title: str, width: int, priority: list[str], elsewhere: str) -> tuple[Table, list[str]]:
+    """A table of `rows` that never wraps a cell, its captions naming the columns left out."""
+    columns, widths = fitting_columns(rows, width, priority) if rows else (["Experiment"], {})
+    table = make_table(title, columns, widths)
+    for row in rows:
+        table.add_row(*(escape(row[column]) for column in columns), style=None if row["Status"] == "ok" else "red")
+    hidden = [column for column in rows[0] if column not in columns] if rows else []
+    table.caption = f"Left out at this width: {', '.join(hidden)} ({elsewhere})" if hidden else None
+    table.caption_justify = "left"
+    return table, columns
+
+
+def fitting_columns(rows: list[dict[str, str]], width: int, priority: list[str] = PRIORITY) -> tuple[list[str], dict[str, int]]:
     """The columns to show, in display order, and their fixed widths: all of them at their natural
     width when they fit; else the most important ones, with headers wrapped between words."""
     cells = {column: max(len(row[column]) for row in rows) for column in rows[0]}
@@ -47,7 +77,7 @@ def fitting_columns(rows: list[dict[str, str]], width: int) -> tuple[list[str], 
         return list(cells), {}
     tight = {column: max(cell, *(len(word) for word in column.split())) for column, cell in cells.items()}
     kept, used = set(), 1
-    for column in sorted(cells, key=lambda c: PRIORITY.index(c) if c in PRIORITY else len(PRIORITY)):
+    for column in sorted(cells, key=lambda c: priority.index(c) if c in priority else len(priority)):
         if used + tight[column] + BORDER <= width or not kept:
             kept.add(column)
             used += tight[column] + BORDER
