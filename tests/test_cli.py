@@ -166,6 +166,10 @@ def test_bench_times_each_strategy_and_keeps_the_others_when_one_fails(cli, tiny
     rows = json.loads(out)["rows"]
     assert code == 1 and rows[0] == {"experiment": "E1", "tuner": "zero-shot", "error": "RuntimeError: CUDA out of memory"}
     assert rows[1]["experiment"] == "E2" and rows[1]["images_per_second"] > 0
+    code, out, err = cli(*args[:-1])  # the table: the failed row marked, its reason under it
+    assert code == 1 and "E1 (zero-shot): RuntimeError: CUDA out of memory" in err and "1 of 2 strategies could not be timed" in err
+    statuses = {cells[1].strip(): cells[-2].strip() for cells in (line.split("│") for line in out.splitlines()) if len(cells) > 2}
+    assert statuses == {"E1": "failed", "E2": "ok"}
 
 
 def test_dry_run_counts_parameters_without_data_or_a_run_directory(cli, tiny_config, tmp_path):
@@ -224,3 +228,4 @@ def test_cuda_determinism_warnings_are_left_to_the_report_and_others_still_shown
         for message in [*torch_wordings, "something else worth seeing"]:
             warnings.warn(message, UserWarning, stacklevel=1)
     assert [str(w.message) for w in caught] == ["something else worth seeing"]
+

@@ -311,6 +311,8 @@ def bench(
     as_json: Annotated[bool, typer.Option("--json", help="Rows as JSON on stdout.")] = False,
 ) -> None:
     """Time each strategy's training step (or frozen forward) on a synthetic batch."""
+    from rich.markup import escape
+
     from vptbench.harness.device import describe, use_device
     from vptbench.harness.suite import plan_experiments, select_suite, task_for
     from vptbench.harness.throughput import measure_row
@@ -344,6 +346,8 @@ def bench(
     out = table_console()
     title = f"Throughput on {describe(target)} — {model}, batch {batch_size}, {precision}"
     out.print(throughput_table(rows, title, out.width, " / ".join(f"{p:g}" for p in peaks) or None))
+    for row in failed:
+        console.print(escape(f"{row['experiment']} ({row['tuner']}): {row['error']}"), style="red", soft_wrap=True)
     if failed:
         console.print(f"[red]{len(failed)} of {len(rows)} strategies could not be timed[/]")
         raise typer.Exit(1)
