@@ -141,8 +141,9 @@ def test_unwritable_results_directory(cli, tmp_path, tiny_config):
 def test_unwritable_results_path_is_a_file(cli, tmp_path, tiny_config):
     blocker = tmp_path / "results"
     blocker.write_text("a file, not a folder")
-    code, _, err = cli("run", "--all", "--config", tiny_config, "--output", blocker, "--quiet")
-    assert code == 2 and f"--output: cannot write results to '{blocker}'" in err
+    for output in (blocker, blocker / "below"):
+        code, _, err = cli("run", "--all", "--config", tiny_config, "--output", output)
+        assert code == 2 and err.strip() == f"error: --output: cannot write results to '{output}': '{blocker}' is a file"  # before any loading
 
 
 def test_cuda_out_of_memory_is_a_status_and_can_retry_with_accumulation(cli, tiny_config, tmp_path, monkeypatch):
@@ -319,7 +320,7 @@ def test_feature_cache_must_be_a_folder_and_damaged_entries_are_recomputed(cli, 
     blocker = tmp_path / "cache"
     blocker.write_text("a file")
     code, _, err = cli("run", "E2", "--config", tiny_config, "--output", tmp_path / "a", "--quiet", "--feature-cache", blocker)
-    assert code == 2 and "--feature-cache: cannot use" in err
+    assert code == 2 and err.strip() == f"error: --feature-cache: cannot write to '{blocker}': '{blocker}' is a file"
     cache = tmp_path / "real-cache"
     assert cli("run", "E2", "--config", tiny_config, "--output", tmp_path / "b", "--quiet", "--feature-cache", cache)[0] == 0
     (entry,) = cache.glob("*.pt")

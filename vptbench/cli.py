@@ -111,7 +111,7 @@ def run(
     """Train and evaluate experiments, then print a summary and write reports."""
     from vptbench.harness.device import resolve_device
     from vptbench.harness.suite import plan_from_run_dir
-    from vptbench.results import load_run_dir
+    from vptbench.results import RunLock, folder_problem, load_run_dir
 
     finished: list[dict] = []
     if resume:
@@ -128,14 +128,17 @@ def run(
     _quiet_libraries()
     if dry_run:
         return _dry_run(plan, as_json)
-    resolve_device(device)  # a bad device fails before anything loads
+    resolve_device(device)  # a bad device, an unwritable folder or a busy run fail before anything loads
+    for what, folder in (("--output: cannot write results to", None if resume else output), ("--feature-cache: cannot write to", feature_cache)):
+        if folder is not None and (problem := folder_problem(folder)):
+            raise UsageError(f"{what} '{folder}': {problem}")
+    if resume:
+        RunLock(resume).check_free()
     if executor not in ("local", "ray"):
         raise UsageError(f"--executor: '{executor}' is not one of local, ray")
     if address and executor != "ray":
         raise UsageError("--address goes with --executor ray")
     runner = _make_executor(executor, address, device)
-    if not quiet:
-        console.print(f"Suite [bold]{plan.suite}[/]: {_count(len(plan.experiments), 'experiment')} × {_count(len(plan.seeds), 'seed')} ({plan.config_path})")
     result = _execute(plan, device, resume or output, bool(resume), quiet, finished, retry_oom, feature_cache, runner)
     _finish(result, plan.suite, as_json)
 
@@ -178,6 +181,9 @@ def _execute(plan, device: str, target: Path, resuming: bool, quiet: bool, finis
 
     total = len(plan.experiments) * len(plan.seeds)
     kept = sum(r["status"] in FINISHED_STATUSES for r in finished)
+    if not quiet:
+        resumed = f"; resuming: {_count(kept, 'finished run')} kept, {total - kept} to run" if resuming else ""
+        console.print(f"Suite [bold]{plan.suite}[/]: {_count(len(plan.experiments), 'experiment')} × {_count(len(plan.seeds), 'seed')} ({plan.config_path}){resumed}")
     observer = QuietObserver() if quiet else RichObserver(console, total, kept)
     with observer:
         bench = prepare(plan, device, observer.progress, feature_cache, data_on_device=runner.runs_here)

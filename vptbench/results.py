@@ -71,6 +71,17 @@ def new_run_dir(output: Path, suite: str) -> Path:
     return run_dir
 
 
+def folder_problem(folder: Path) -> str | None:
+    """Why files cannot be made in `folder` or, where it does not exist yet, in the nearest folder
+    above it that does; None when they can. A quick check before minutes of loading."""
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if existing is None:
+        return None
+    if not existing.is_dir():
+        return f"'{existing}' is a file"
+    return write_problem(existing)
+
+
 def write_problem(folder: Path) -> str | None:
     """Why no file can be created in `folder`, or None; checked by trying, as permissions alone
     miss read-only mounts."""
@@ -104,7 +115,7 @@ class RunLock:
                 except FileNotFoundError:  # released between the two calls: try again
                     continue
                 if _alive(holder):
-                    raise UsageError(f"'{self.path.parent}' is in use by another vptbench run (process {holder}); wait for it to finish") from None
+                    raise self._in_use(holder) from None
                 self.path.unlink(missing_ok=True)  # stale: its process is gone
                 continue
             with os.fdopen(fd, "w") as handle:
@@ -114,6 +125,19 @@ class RunLock:
 
     def __exit__(self, *exc) -> None:
         self.path.unlink(missing_ok=True)
+
+    def check_free(self) -> None:
+        """Fail now, before minutes of loading, if a live run holds the directory; the lock itself
+        is taken when writing starts."""
+        try:
+            holder = self.path.read_text().strip()
+        except OSError:
+            return
+        if _alive(holder):
+            raise self._in_use(holder)
+
+    def _in_use(self, holder: str) -> UsageError:
+        return UsageError(f"'{self.path.parent}' is in use by another vptbench run (process {holder}); wait for it to finish")
 
 
 def _alive(holder: str) -> bool:
