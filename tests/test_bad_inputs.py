@@ -419,3 +419,10 @@ def test_result_files_follow_the_umask(cli, tiny_config, tmp_path, monkeypatch):
         assert cli("run", "E1", "--config", tiny_config, "--output", tmp_path / oct(umask), "--quiet")[0] == 0
         modes = {p.stat().st_mode & 0o777 for p in (tmp_path / oct(umask)).rglob("*") if p.is_file() and p.name != ".lock"}
         assert modes == {expected}, (oct(umask), modes)
+
+
+def test_debug_shows_the_traceback_and_keeps_the_exit_code(cli, tiny_config):
+    code, _, err = cli("--debug", "run", "E9", "--config", tiny_config)
+    assert code == 2 and "Traceback (most recent call last)" in err and "UsageError: suite 's'" in err
+    code, _, err = cli("run", "E9", "--config", tiny_config)  # and off again for the next command
+    assert code == 2 and "Traceback" not in err

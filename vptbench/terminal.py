@@ -4,6 +4,7 @@ stay wide in logs, and every error (ours and Click's own) as one red line with i
 from __future__ import annotations
 
 import sys
+import traceback
 from functools import wraps
 
 import typer
@@ -66,9 +67,10 @@ def reports_errors(command):
         try:
             return command(*args, **kwargs)
         except VptbenchError as exc:
-            if DEBUG["on"]:
-                raise
-            error_line(str(exc))
+            if DEBUG["on"]:  # the traceback, and still the documented exit code
+                traceback.print_exc()
+            else:
+                error_line(str(exc))
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt as exc:
             run_dir = getattr(exc, "run_dir", None)
