@@ -202,7 +202,7 @@ def test_version(cli):
     assert code == 0 and out.strip() == f"vptbench {version('vptbench')}"
 
 
-def test_compile_flag_reaches_every_experiment_and_its_record(cli, tiny_config, tmp_path):
+def test_compile_flags_override_every_experiment_and_reach_its_record(cli, tiny_config, tiny_model_dir, image_folder, tmp_path):
     code, _, err = cli("run", "E1", "E2", "--config", tiny_config, "--output", tmp_path, "--epochs", "1", "--compile", "--quiet")
     assert code == 0, err
     (run_json,) = tmp_path.glob("*/run.json")
@@ -210,7 +210,13 @@ def test_compile_flag_reaches_every_experiment_and_its_record(cli, tiny_config, 
     experiments = json.loads(run_json.read_text())["config"]["experiments"]
     assert {name: e["training"]["compile"] for name, e in experiments.items()} == {"E1": True, "E2": True}
     code, _, err = cli("run", "--resume", run_dir, "--compile")
-    assert code == 2 and "drop --compile" in err
+    assert code == 2 and "drop --compile/--no-compile" in err
+    compiled_suite = tmp_path / "compiled.toml"
+    compiled_suite.write_text(tiny_suite_toml(tiny_model_dir, image_folder, training="epochs = 1, batch_size = 8, compile = true"))
+    code, _, err = cli("run", "E2", "--config", compiled_suite, "--output", tmp_path / "eager", "--no-compile", "--quiet")
+    assert code == 0, err
+    (run_json,) = (tmp_path / "eager").glob("*/run.json")
+    assert json.loads(run_json.read_text())["config"]["experiments"]["E2"]["training"]["compile"] is False
 
 
 def test_cuda_determinism_warnings_are_left_to_the_report_and_others_still_shown():

@@ -94,7 +94,7 @@ def run(
     config: ConfigOption = None,
     seeds: Annotated[str | None, typer.Option(help="Seeds, e.g. 0,1,2 or 0-4 (default: the suite's).")] = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Override every experiment's epochs.")] = None,
-    compile_model: Annotated[bool, typer.Option("--compile", help="torch.compile every experiment's model (the suite's setting otherwise).")] = False,
+    compile_model: Annotated[bool | None, typer.Option("--compile/--no-compile", help="torch.compile every experiment's model, or none (default: each experiment's setting).", show_default=False)] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder that receives the run directory.")] = Path("results"),
     resume: Annotated[Path | None, typer.Option(help="Finish an interrupted run directory: keep its finished runs, rerun the rest.")] = None,
@@ -115,7 +115,7 @@ def run(
 
     finished: list[dict] = []
     if resume:
-        selection = {"experiment ids": ids, "--all": all_, "--suite": suite, "--config": config, "--seeds": seeds, "--epochs": epochs, "--compile": compile_model, "--model": model, "--dataset": dataset}
+        selection = {"experiment ids": ids, "--all": all_, "--suite": suite, "--config": config, "--seeds": seeds, "--epochs": epochs, "--compile/--no-compile": compile_model is not None, "--model": model, "--dataset": dataset}
         given = [name for name, value in selection.items() if value]
         if given:
             raise UsageError(f"--resume takes the run directory's own configuration; drop {', '.join(given)}")
@@ -159,8 +159,8 @@ def _plan_from_registry(ids, all_, suite, config, seeds, epochs, compile_model, 
     suite_name, chosen = select_suite(registry, suite, model, dataset)
     seed_list = parse_seeds(seeds) if seeds is not None else list(chosen.training.seeds)
     overrides = {"epochs": epochs} if epochs else {}
-    if compile_model:
-        overrides["compile"] = True
+    if compile_model is not None:
+        overrides["compile"] = compile_model
     experiments = plan_experiments(suite_name, chosen, config_path, ids or list(chosen.experiments), overrides)
     return suite_plan(registry, config_path, suite_name, experiments, seed_list)
 
