@@ -193,8 +193,12 @@ def test_each_experiment_states_how_it_was_trained(tmp_path):
     untrained = {**_record("E1", 0, 70, epochs=0), "trainable_params": 0, "precision": "fp32"}
     stopped_early = {**_record("E2", 0, 90, epochs=3), "precision": "bf16"}
     write_reports(tmp_path, meta, [untrained, stopped_early])
-    lines = [line for line in (tmp_path / "report.md").read_text().splitlines() if line.startswith("Training:")]
+    markdown = (tmp_path / "report.md").read_text()
+    lines = [line for line in markdown.splitlines() if line.startswith("Training:")]
     assert lines == ["Training: none, nothing is trainable; evaluated in fp32, compiled", "Training: adam lr 0.001, batch 32, 5 epochs (ran 3), bf16, eager"]
+    assert "- Seeds 0; model `m`" in markdown
+    write_reports(tmp_path, {**meta, "seeds": [0, 1]}, [untrained, {**stopped_early, "seed": 1}])
+    assert "- Seeds E1: 0; E2: 1; model `m`" in (tmp_path / "report.md").read_text()  # not "Seeds 0, 1" for both
 
 
 @pytest.mark.parametrize("width", [60, 80, 160])

@@ -23,7 +23,7 @@ def markdown_report(meta: dict, records: list[dict], frame: pd.DataFrame, plots:
         f"# vptbench report: suite `{meta['suite']}`",
         "",
         f"- Started {meta.get('started', '?')}{_resumed(meta)}, status **{meta.get('status', '?')}**, device {meta.get('device', '?')}",
-        f"- Seeds {', '.join(map(str, meta.get('seeds', [])))}; model `{meta['config']['model_name']}`, "
+        f"- {_seeds(meta, records)}; model `{meta['config']['model_name']}`, "
         f"dataset `{meta['config']['dataset_name']}`",
         f"- torch {packages.get('torch')}, transformers {packages.get('transformers')}, vptbench "
         f"{packages.get('vptbench')}, commit {env.get('git_commit') or 'unknown'}",
@@ -81,6 +81,16 @@ def _training_line(training: dict, record: dict) -> str:
         return f"Training: none, nothing is trainable; evaluated in {how}"
     ran = f" (ran {record['epochs_run']})" if record.get("epochs_run") not in (None, training["epochs"]) else ""
     return f"Training: {training['optimizer']} lr {training['lr']:g}, batch {training['batch_size']}, {training['epochs']} epochs{ran}, {how}"
+
+
+def _seeds(meta: dict, records: list[dict]) -> str:
+    """The seeds, per experiment where they differ (runs combined from several directories)."""
+    by_experiment: dict[str, list[int]] = {}
+    for record in records:
+        by_experiment.setdefault(record["experiment"], []).append(record["seed"])
+    if len({tuple(sorted(seeds)) for seeds in by_experiment.values()}) > 1:
+        return "Seeds " + "; ".join(f"{e}: {', '.join(map(str, sorted(seeds)))}" for e, seeds in by_experiment.items())
+    return f"Seeds {', '.join(map(str, meta.get('seeds', [])))}"
 
 
 def _resumed(meta: dict) -> str:
