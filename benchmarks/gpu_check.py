@@ -109,7 +109,7 @@ class Check:
     def paper_suite(self, model: str, dataset: str, extra: list[str], device: str, folder: Path) -> None:
         """The whole suite, or the rest of it: this check's run directory already in `folder` (a
         machine kept warm between two device calls keeps /tmp) is resumed, and the commands' wall
-        times add up. A run directory of another model or dataset there is refused, not resumed."""
+        times add up. A run directory of another suite, model or dataset there is refused, not resumed."""
         folder.mkdir(parents=True, exist_ok=True)
         walls_file, run_dir = folder / "walls.json", latest_run_dir(folder)
         walls = json.loads(walls_file.read_text()) if run_dir and walls_file.exists() else []
@@ -122,7 +122,8 @@ class Check:
             command = ["run", "--resume", str(run_dir), "--device", device, "--quiet"]
         else:
             command = ["run", "--all", "--suite", "paper", "--model", model, "--dataset", dataset, *extra, "--device", device, "--output", str(folder), "--quiet"]
-        if run_dir and is_finished(*suite_state(run_dir)):
+        state = suite_state(run_dir) if run_dir else None
+        if state and finished_runs(state[1]) == len(state[0]):
             code = "not run: already finished"
         else:
             code, _, wall, _ = self.vptbench(command)
@@ -145,7 +146,7 @@ class Check:
                 f"| {r['experiment']} | {r['tuner']} | {r['status']} | {r.get('epochs_run', 0)} | "
                 f"{r.get('test_accuracy') or 0:.3f} | {timings} | {r.get('images_per_second') or 0:,.0f} |"
             )
-        done = sum(r["status"] in FINISHED_STATUSES for r in records)
+        done = finished_runs(records)
         self.suite = {"wall": sum(walls), "commands": len(walls), "done": done, "planned": len(planned)}
         across = "" if len(walls) < 2 else (
             f" over {len(walls)} commands, each resuming the one before: an upper bound, as each loads"
@@ -219,8 +220,8 @@ def suite_state(run_dir: Path) -> tuple[list[str], list[dict]]:
     return planned, [json.loads(p.read_text()) for p in sorted((run_dir / "runs").glob("*.json"))]
 
 
-def is_finished(planned: list[str], records: list[dict]) -> bool:
-    return sum(r["status"] in FINISHED_STATUSES for r in records) == len(planned)
+def finished_runs(records: list[dict]) -> int:
+    return sum(r["status"] in FINISHED_STATUSES for r in records)
 
 
 def throughput_table(rows: list[dict]) -> list[str]:

@@ -352,9 +352,9 @@ def bench(
     out = table_console()
     title = f"Throughput on {describe(target)} — {model}, batch {batch_size}, {precision}"
     out.print(throughput_table(rows, title, out.width, " / ".join(f"{p:g}" for p in peaks) or None))
-    for row in failed:
-        console.print(escape(f"{row['experiment']} ({row['tuner']}): {row['error']}"), style="red", soft_wrap=True)
     if failed:
+        for row in failed:
+            console.print(escape(f"{row['experiment']} ({row['tuner']}): {row['error']}"), style="red", soft_wrap=True)
         console.print(f"[red]{len(failed)} of {len(rows)} strategies could not be timed[/]")
         raise typer.Exit(1)
 

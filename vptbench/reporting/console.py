@@ -24,7 +24,9 @@ PRIORITY = ["Experiment", "Test acc", "Tuner", "Status", "Trainable", "Train tim
 BORDER = 3  # a column's padding and right border; the table adds one more on the left
 
 
-# The same for `vptbench bench`; the command lists failed strategies' reasons under the table.
+# `vptbench bench`'s columns in display order, then by priority; the command lists failed
+# strategies' reasons under the table.
+THROUGHPUT_COLUMNS = ("Experiment", "Tuner", "Mode", "Trainable", "Step", "Images/s", "GFLOPs/img", "TFLOP/s", "MFU", "Peak mem", "Status")
 THROUGHPUT_PRIORITY = ["Experiment", "Images/s", "Status", "Step", "MFU", "Peak mem", "Tuner", "Trainable", "Mode", "TFLOP/s", "GFLOPs/img"]
 
 
@@ -33,9 +35,7 @@ def summary_table(records: list[dict], title: str, width: int) -> Table:
     columns are left out (and named) when the terminal is too narrow for all of them."""
     rows = display_rows(summarize(flat_frame(records)))
     table, columns = _fitted(rows, title, width, PRIORITY, "see report.md")
-    notes = [CACHED_NOTE] if shows_cached(rows) and "Train time" in columns else []
-    table.caption = "\n".join([*notes, table.caption] if table.caption else notes) or None
-    return table
+    return _noted(table, [CACHED_NOTE] if shows_cached(rows) and "Train time" in columns else [])
 
 
 def throughput_table(results: list[dict], title: str, width: int, peaks: str | None) -> Table:
@@ -43,7 +43,7 @@ def throughput_table(results: list[dict], title: str, width: int, peaks: str | N
     rows = []
     for r in results:
         if "error" in r:
-            rows.append({"Experiment": r["experiment"], "Tuner": r["tuner"], "Mode": "", "Trainable": "", "Step": "", "Images/s": "", "GFLOPs/img": "", "TFLOP/s": "", "MFU": "", "Peak mem": "", "Status": "failed"})
+            rows.append({**dict.fromkeys(THROUGHPUT_COLUMNS, ""), "Experiment": r["experiment"], "Tuner": r["tuner"], "Status": "failed"})
             continue
         rows.append({
             "Experiment": r["experiment"], "Tuner": r["tuner"], "Mode": r["mode"], "Trainable": f"{r['trainable_params']:,}",
@@ -52,7 +52,11 @@ def throughput_table(results: list[dict], title: str, width: int, peaks: str | N
             "Peak mem": f"{r['peak_memory_mb']:,.0f} MiB", "Status": "ok",
         })  # fmt: skip
     table, _ = _fitted(rows, title, width, THROUGHPUT_PRIORITY, "see --json")
-    notes = [f"MFU against a dense peak of {peaks} TFLOP/s"] if peaks else []
+    return _noted(table, [f"MFU against a dense peak of {peaks} TFLOP/s"] if peaks else [])
+
+
+def _noted(table: Table, notes: list[str]) -> Table:
+    """`notes` above the caption that names the columns left out, if any."""
     table.caption = "\n".join([*notes, table.caption] if table.caption else notes) or None
     return table
 
