@@ -125,6 +125,24 @@ def test_best_validation_epoch_is_selected_and_restored():
     assert module.weight.item() == after_epoch[1]  # restored to the state after epoch 2
 
 
+def test_restoring_the_best_epoch_restores_its_buffers_too():
+    """A plugin's batch-norm statistics belong to the weights they were measured with."""
+
+    class Counting(Scripted):
+        def __init__(self, script):
+            super().__init__(script)
+            self.register_buffer("steps_seen", torch.zeros(()))
+
+        def forward(self, x):
+            if self.training:
+                self.steps_seen += 1
+            return super().forward(x)
+
+    module = Counting([0.5, 0.9, 0.6, 0.7])
+    _fit(module, epochs=4)  # 2 steps an epoch
+    assert module.steps_seen.item() == 4.0
+
+
 def test_early_stopping_uses_patience_and_min_delta():
     outcome = _fit(Scripted([0.5, 0.8, 0.805, 0.79, 0.81, 0.95]), epochs=6, patience=3, min_delta=0.02)
     assert outcome.stopped_early and len(outcome.history) == 5
@@ -138,6 +156,22 @@ def test_non_finite_loss_stops_the_run_as_diverged():
 
     outcome = _fit(Exploding([0.5]), epochs=5)
     assert outcome.status == "diverged" and outcome.diverged_epoch == 1 and outcome.history == []
+
+
+def test_a_diverged_run_counts_the_epoch_that_diverged_as_run():
+    from vptbench.tuners.linear_probe import LinearProbe
+
+    class ExplodingInEpoch3(LinearProbe):  # 48 training images in batches of 8: 6 steps an epoch
+        steps = 0
+
+        def classify(self, features):
+            self.steps += self.training
+            return super().classify(features) * (float("nan") if self.steps > 12 else 1.0)
+
+    plan = PlannedExperiment("E", Experiment(tuner="linear-probe"), Training(epochs=5, batch_size=8), ExplodingInEpoch3, LinearProbe.Config())
+    record = run_one(_bench(), plan, 0, QuietObserver())
+    assert record["status"] == "diverged" and record["error"] == "non-finite training loss at epoch 3"
+    assert record["epochs_run"] == 3 and len(record["history"]) == 2
 
 
 def _bench(data=None):
@@ -220,7 +254,10 @@ def test_feature_cache_key_changes_with_everything_the_features_depend_on():
     assert fingerprint("k", "fp32", tiny_clip()[0], _data()) == base  # the same inputs rebuilt
     changed_pixels = _data()
     changed_pixels.test.pixels[0, 0, 0, 0] ^= 1
+    other_activation = tiny_clip()[0]
+    other_activation.config.vision_config.hidden_act = "gelu"  # a local config.json edited: same weights, other features
     variants = [
+        fingerprint("k", "fp32", other_activation, data),
         fingerprint("other", "fp32", clip, data),
         fingerprint("k", "bf16", clip, data),
         fingerprint("k", "fp32", tiny_clip(seed=1)[0], data),
@@ -229,6 +266,19 @@ def test_feature_cache_key_changes_with_everything_the_features_depend_on():
         fingerprint("k", "fp32", clip, ImageData(data.train, data.test, None, [0.4] * 3, data.std)),
     ]
     assert base not in variants and len(set(variants)) == len(variants)
+
+
+def test_a_feature_tuner_that_encodes_differently_does_not_share_cached_features():
+    from vptbench.tuners.heads import FrozenFeatureTuner
+    from vptbench.tuners.linear_probe import LinearProbe
+    from vptbench.tuners.zero_shot import ZeroShot
+
+    class PooledPatches(FrozenFeatureTuner):
+        def encode(self, pixel_values):
+            return self.clip.vision_model(pixel_values=pixel_values).last_hidden_state.mean(dim=1)
+
+    keys = {cls: cls.feature_key(object.__new__(cls)) for cls in (LinearProbe, ZeroShot, PooledPatches)}
+    assert keys[LinearProbe] == keys[ZeroShot] != keys[PooledPatches]
 
 
 def test_eval_every_skips_validation_but_always_checks_the_last_epoch():

@@ -96,3 +96,23 @@ def test_an_address_nothing_answers_fails_before_any_work(cli, tiny_config, tmp_
     code, out, err = cli("run", "E1", "--config", tiny_config, "--output", tmp_path / "out", "--executor", "ray", "--address", "ray://127.0.0.1:1")
     assert code == 2 and "Traceback" not in out + err and "--address: nothing answers at 'ray://127.0.0.1:1' (Connection refused)" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_new_local_cluster_keeps_its_token_notice_out_of_our_output(monkeypatch, caplog):
+    """Starting a cluster, Ray announces that token authentication is on, between the banner and
+    the progress bar: that notice goes; its warning that authentication is off stays."""
+    from ray._private.authentication import authentication_token_setup as token_setup
+
+    from vptbench.errors import UsageError
+    from vptbench.harness.executors import RayExecutor
+
+    def init_like_ray(**kwargs):
+        token_setup._warn_token_auth_enabled()
+        token_setup._warn_token_auth_disabled()
+        raise ConnectionError("stop here")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", init_like_ray)
+    with pytest.raises(UsageError, match="stop here"):
+        next(RayExecutor(None, "cpu").run(None, [], None, False))
+    assert [record.getMessage()[:32] for record in caplog.records] == ["Token authentication is disabled"]

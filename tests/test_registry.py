@@ -122,9 +122,19 @@ def test_unknown_experiment_and_suite_are_usage_errors(tmp_path):
 
 
 def test_experiment_overrides_inherit_the_rest(tmp_path):
-    registry, _ = _load(tmp_path, VALID + 'training = { epochs = 7, convergence = { patience = 3 } }\n')
+    """Down to the keys of a partial convergence table: the suite's tolerance stays."""
+    suite_convergence = VALID.replace("lr = 0.001\n", "lr = 0.001\nconvergence = { tolerance = 0.05, min_delta = 0.002 }\n")
+    registry, _ = _load(tmp_path, suite_convergence + 'training = { epochs = 7, convergence = { patience = 3 } }\n')
     training = registry.suites["demo"].training_for("E1")
-    assert (training.epochs, training.lr, training.convergence.patience) == (7, 0.001, 3)
+    assert (training.epochs, training.lr) == (7, 0.001)
+    assert training.convergence.model_dump() == {"tolerance": 0.05, "patience": 3, "min_delta": 0.002}
+
+
+def test_a_random_dual_prompt_context_is_reachable_from_toml(tmp_path):
+    """TOML has no null: setting context_tokens alone must be enough."""
+    registry, path = _load(tmp_path, VALID.replace('tuner = "vpt-shallow"\nparams = { num_tokens = 4 }', 'tuner = "dual-prompt"\nparams = { context_tokens = 4 }'))
+    (plan,) = plan_experiments("demo", registry.suites["demo"], path, ["E1"])
+    assert plan.error == "" and (plan.config.context_tokens, plan.config.context_init) == (4, None)
 
 
 def test_missing_config_file(tmp_path):

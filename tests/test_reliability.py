@@ -188,6 +188,31 @@ def test_resume_reruns_failed_runs_and_keeps_good_ones(cli, tiny_config, tmp_pat
     assert calls == ["E1"] and list(pd.read_csv(run_dir / "results.csv")["status"]) == ["ok", "ok"]
 
 
+def test_a_resume_interrupted_again_still_reports_the_runs_it_did_not_reach(tiny_config, tmp_path, monkeypatch):
+    """Their earlier failed records stay on disk, so the report shows them, not 'Not run'."""
+    from vptbench.harness.runner import QuietObserver
+    from vptbench.harness.suite import plan_experiments, prepare, run_suite, select_suite, suite_plan
+    from vptbench.registry import load_registry
+    from vptbench.results import load_run_dir
+
+    class InterruptAfterFirst(QuietObserver):
+        def run_done(self, record):
+            raise KeyboardInterrupt
+
+    registry, path = load_registry(tiny_config)
+    name, suite = select_suite(registry, "s")
+    plan = suite_plan(registry, path, name, plan_experiments(name, suite, path, ["E1", "E2"]), [0])
+    bench = prepare(plan, "cpu")
+    real_run_one = suite_module.run_one
+    monkeypatch.setattr(suite_module, "run_one", lambda *a: (_ for _ in ()).throw(RuntimeError("flaky")))
+    run_suite(plan, bench, tmp_path, QuietObserver())
+    monkeypatch.setattr(suite_module, "run_one", real_run_one)
+    with pytest.raises(KeyboardInterrupt):
+        run_suite(plan, bench, tmp_path, InterruptAfterFirst(), finished=load_run_dir(tmp_path)[1])
+    assert list(pd.read_csv(tmp_path / "results.csv")["status"]) == ["ok", "failed"]
+    assert "Not run" not in (tmp_path / "report.md").read_text()
+
+
 def test_report_leaves_a_run_directory_in_use_alone_and_refuses_a_repeated_one(cli, tiny_config, tmp_path):
     assert cli("run", "E1", "--config", tiny_config, "--output", tmp_path, "--quiet")[0] == 0
     run_dir = _only_dir(tmp_path)

@@ -13,7 +13,7 @@ from PIL import Image
 from vptbench.errors import UsageError
 from vptbench.reporting import write_reports
 from vptbench.reporting.schema import Report
-from vptbench.reporting.tables import bootstrap_interval, display_rows, flat_frame, summarize
+from vptbench.reporting.tables import accuracy_interval, display_rows, flat_frame, summarize
 
 
 def _record(experiment, seed, correct, total=100, status="ok", reference=None, epochs=3):
@@ -33,11 +33,13 @@ def _record(experiment, seed, correct, total=100, status="ok", reference=None, e
     }  # fmt: skip
 
 
-def test_bootstrap_interval_matches_the_normal_approximation():
-    low, high = bootstrap_interval(288, 320)  # the reference study's test size at 90 %
+def test_accuracy_interval_matches_the_normal_approximation_and_keeps_its_width_at_the_extremes():
+    low, high = accuracy_interval(288, 320)  # the reference study's test size at 90 %
     half_width = 1.96 * math.sqrt(0.9 * 0.1 / 320)  # 0.0329: the "about ±2.5 to 3 points" readers must see
     assert low == pytest.approx(0.9 - half_width, abs=0.006) and high == pytest.approx(0.9 + half_width, abs=0.006)
-    assert bootstrap_interval(50, 50) == (1.0, 1.0)
+    low, high = accuracy_interval(320, 320)  # the study's 100 %: Wilson's bound is z² / (n + z²) below 1
+    assert high == 1.0 and low == pytest.approx(320 / (320 + 1.96**2), abs=1e-4)
+    assert accuracy_interval(0, 50)[0] == 0.0 and accuracy_interval(0, 50)[1] > 0.05
 
 
 def test_seeds_aggregate_to_mean_and_sample_std():
@@ -47,14 +49,15 @@ def test_seeds_aggregate_to_mean_and_sample_std():
     assert row["test_accuracy_mean"] == pytest.approx(0.9)
     assert row["test_accuracy_std"] == pytest.approx(0.1)  # sqrt(((-.1)^2 + 0 + .1^2) / 2)
     assert row["peak_memory_mb_max"] == 52.0 and row["train_seconds_mean"] == pytest.approx(3.0)
-    low, high = bootstrap_interval(90, 100)  # one test split of 100 images, seen by every seed
+    low, high = accuracy_interval(90, 100)  # one test split of 100 images, seen by every seed
     assert (row["test_accuracy_ci_low"], row["test_accuracy_ci_high"]) == (low, high)
 
 
 def test_reference_difference_is_flagged_outside_the_interval():
-    summary = summarize(flat_frame([_record("E1", 0, 90, reference={"test_accuracy": 1.0}), _record("E2", 0, 90, reference={"test_accuracy": 0.91})]))
-    assert list(summary["ref_outside_interval"]) == [True, False]
-    assert summary["ref_difference"].tolist() == pytest.approx([-0.1, -0.01])
+    perfect = _record("E3", 0, 100, reference={"test_accuracy": 0.99})  # 100 of 100 is consistent with 99 %
+    summary = summarize(flat_frame([_record("E1", 0, 90, reference={"test_accuracy": 1.0}), _record("E2", 0, 90, reference={"test_accuracy": 0.91}), perfect]))
+    assert list(summary["ref_outside_interval"]) == [True, False, False]
+    assert summary["ref_difference"].tolist() == pytest.approx([-0.1, -0.01, 0.01])
     shown = display_rows(summary)
     assert shown[0]["Δ vs ref"] == "-0.100 (!)" and shown[1]["Δ vs ref"] == "-0.010"
     assert shown[0]["Test acc"].startswith("0.900 [")
@@ -109,7 +112,7 @@ def test_combining_run_directories(cli, tiny_config, tmp_path):
     code, _, err = cli("run", "--resume", combined)
     assert code == 2 and f"--resume: '{combined}' combines the reports of {first}, {second}; resume one of those" in " ".join(err.split())
     code, _, err = cli("report", first, combined, "--output", tmp_path / "again", "--format", "csv")
-    assert code == 0 and f"E2-seed0 is in both {first} and {combined}: the one in {combined} is reported" in " ".join(err.split())
+    assert code == 0 and f"E2-seed0 is in {first} and {combined}: the one in {combined} is reported" in " ".join(err.split())
 
 
 def test_combining_keeps_a_good_run_over_a_failed_one_and_refuses_other_suites(tmp_path):
@@ -128,9 +131,42 @@ def test_combining_keeps_a_good_run_over_a_failed_one_and_refuses_other_suites(t
     save_run_record(tmp_path / "better", _record("E2", 0, 95))
     combined, records = combine_run_dirs([tmp_path / "good", tmp_path / "better"])  # two good ones: the later
     assert records[0]["test_accuracy"] == 0.95 and combined["overlapping_runs"][0]["reported"] == str(tmp_path / "better")
+    combined, _ = combine_run_dirs([tmp_path / "good", tmp_path / "better", tmp_path / "bad"])  # listed once, with every place
+    assert combined["overlapping_runs"] == [{"run": "E2-seed0", "reported": str(tmp_path / "better"), "in": [str(tmp_path / n) for n in ("good", "better", "bad")]}]
     write_json(tmp_path / "other" / RUN_FILE, {**meta, "suite": "other"})
     with pytest.raises(UsageError, match="cannot combine runs of different suites: other, s"):
         combine_run_dirs([tmp_path / "good", tmp_path / "other"])
+
+
+def test_combining_keeps_a_diverged_run_over_one_cut_short(tmp_path):
+    """A diverged run finished, with its curves; an interrupted one measured nothing."""
+    from vptbench.results import RUN_FILE, combine_run_dirs, save_run_record, write_json
+
+    meta = {**_meta(), "config": {"experiments": {}}, "plan": ["E2-seed0"]}
+    diverged = _record("E2", 0, 10, status="diverged")
+    interrupted = {key: diverged[key] for key in ("experiment", "tuner", "seed", "params", "reference")} | {"status": "interrupted", "error": ""}
+    for name, record in (("diverged", diverged), ("interrupted", interrupted)):
+        write_json(tmp_path / name / RUN_FILE, meta)
+        save_run_record(tmp_path / name, record)
+    for order in (["diverged", "interrupted"], ["interrupted", "diverged"]):
+        _, records = combine_run_dirs([tmp_path / name for name in order])
+        assert [r["status"] for r in records] == ["diverged"]
+
+
+def test_combining_compares_each_experiment_with_whichever_directory_ran_it_first(tmp_path):
+    """The first directory need not have run every experiment: two later ones that ran E2
+    differently are still refused, and the message names those two."""
+    from vptbench.results import RUN_FILE, combine_run_dirs, write_json
+
+    def experiments(**by_id):
+        return {"config": {**_meta()["config"], "experiments": {e: {"tuner": "linear-probe", "training": {"lr": lr}} for e, lr in by_id.items()}}}
+
+    for name, config in (("a", experiments(E1=1e-3)), ("b", experiments(E2=1e-3)), ("c", experiments(E2=1e-4))):
+        write_json(tmp_path / name / RUN_FILE, {**_meta(), **config})
+    with pytest.raises(UsageError, match=f"cannot combine '{tmp_path / 'b'}' and '{tmp_path / 'c'}': they ran with different settings of E2 \\(training.lr\\)"):
+        combine_run_dirs([tmp_path / name for name in "abc"])
+    combined, _ = combine_run_dirs([tmp_path / "a", tmp_path / "b"])
+    assert list(combined["config"]["experiments"]) == ["E1", "E2"]
 
 
 @pytest.mark.parametrize("width", [60, 80, 120, 200])

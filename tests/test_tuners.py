@@ -72,7 +72,7 @@ CASES = [
     ("vpt-shallow", {"num_tokens": 2}, ("prompts.", "head.")),
     ("vpt-deep", {"num_tokens": 2, "head": "text"}, ("prompts.",)),
     ("dual-prompt", {"visual_tokens": 2, "visual_deep": True}, ("visual.", "context")),
-    ("dual-prompt", {"visual_tokens": 0, "context_init": None, "context_tokens": 3, "class_specific": True}, ("context",)),
+    ("dual-prompt", {"visual_tokens": 0, "context_tokens": 3, "class_specific": True}, ("context",)),
     ("full-finetune", {}, ("clip.vision_model.", "clip.visual_projection.", "head.")),
     ("full-finetune", {"head": "text", "train_text": True}, ("clip.vision_model.", "clip.visual_projection.", "clip.text_model.", "clip.text_projection.")),
 ]
@@ -109,6 +109,19 @@ def test_text_context_is_initialised_from_the_phrase():
     assert torch.allclose(tuner.eval()(pixels), zero_shot.eval()(pixels), atol=1e-5)
 
 
+@pytest.mark.parametrize(("name", "params"), [("vpt-deep", {"num_tokens": 4}), ("dual-prompt", {"visual_tokens": 4})])
+def test_prompt_dropout_draws_a_mask_per_image_and_is_off_in_eval(name, params):
+    """As in VPT: dropout on the prompts expanded to the batch, so each image drops its own entries."""
+    clip, tokenizer, _ = tiny_clip()
+    tuner = build(name, clip, Task(["one", "two"], ["{}"], tokenizer), **params, **{"dropout" if name == "vpt-deep" else "visual_dropout": 0.5})
+    pixels = torch.randn(1, 3, 32, 32).expand(4, -1, -1, -1)  # one image, four times
+    torch.manual_seed(0)
+    trained = tuner.train()(pixels)
+    assert len({tuple(row.tolist()) for row in trained}) == 4
+    evaluated = tuner.eval()(pixels)
+    assert torch.equal(evaluated[0].expand(4, -1), evaluated)
+
+
 @pytest.mark.parametrize("name", ["zero-shot", "linear-probe"])
 def test_frozen_feature_tuners_switch_only_the_head(name):
     """Their features are cached in eval mode, so the frozen backbone must never train."""
@@ -142,8 +155,10 @@ def test_config_rejects_unknown_keys_and_bad_combinations():
 
     with pytest.raises(ValidationError, match="extra"):
         load_tuner("vpt-deep").Config(num_token=3)
-    with pytest.raises(ValidationError, match="exactly one of context_init"):
-        load_tuner("dual-prompt").Config(context_init=None)
+    with pytest.raises(ValidationError, match="set one of context_init .* not both"):
+        load_tuner("dual-prompt").Config(context_init="a photo of a", context_tokens=4)
+    dual = load_tuner("dual-prompt").Config
+    assert (dual().context_init, dual(context_tokens=4).context_init) == ("a photo of a", None)
     with pytest.raises(ValidationError, match="train_text needs head"):
         load_tuner("full-finetune").Config(train_text=True)
 

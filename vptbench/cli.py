@@ -290,7 +290,8 @@ def report(
     if missing := missing_runs(meta, records):
         console.print(f"[yellow]{escape(missing)}[/]", soft_wrap=True)
     for overlap in meta.get("overlapping_runs", []):
-        console.print(escape(f"{overlap['run']} is in both {' and '.join(overlap['in'])}: the one in {overlap['reported']} is reported"), soft_wrap=True)
+        places = ", ".join(overlap["in"][:-1]) + f" and {overlap['in'][-1]}"
+        console.print(escape(f"{overlap['run']} is in {places}: the one in {overlap['reported']} is reported"), soft_wrap=True)
     console.print("wrote " + ", ".join(str(target / name) for name in files[fmt]))
 
 

@@ -212,7 +212,8 @@ def _record_problem(record) -> str:
 
 def combine_run_dirs(run_dirs: list[Path]) -> tuple[dict, list[dict]]:
     """Merge runs of one suite made separately (e.g. seeds on different days); for the same
-    (experiment, seed) a later directory's record wins unless it failed where an earlier one is ok."""
+    (experiment, seed) a later directory's record wins unless it measured less than an earlier one
+    (ok beats diverged, which beats failed, interrupted or out of memory)."""
     repeated = next((d for i, d in enumerate(run_dirs) if d.resolve() in {e.resolve() for e in run_dirs[:i]}), None)
     if repeated is not None:
         raise UsageError(f"'{repeated}' is named twice; name each run directory once")
@@ -220,27 +221,34 @@ def combine_run_dirs(run_dirs: list[Path]) -> tuple[dict, list[dict]]:
     suites = {meta["suite"] for meta, _ in loaded}
     if len(suites) > 1:
         raise UsageError(f"cannot combine runs of different suites: {', '.join(sorted(suites))}")
-    for run_dir, (meta, _) in zip(run_dirs[1:], loaded[1:], strict=True):
-        difference = _config_difference(loaded[0][0]["config"], meta["config"])
-        if difference:
-            raise UsageError(f"cannot combine '{run_dirs[0]}' and '{run_dir}': they ran with different {difference}")
+    experiments: dict[str, dict] = {}  # every experiment any of them ran, in plan order
+    brought_by: dict[str, Path] = {}
+    for run_dir, (meta, _) in zip(run_dirs, loaded, strict=True):
+        setup = _setup_difference(loaded[0][0]["config"], meta["config"])
+        if setup:
+            raise UsageError(f"cannot combine '{run_dirs[0]}' and '{run_dir}': they ran with different {setup}")
+        for experiment_id, settings in meta["config"].get("experiments", {}).items():
+            if experiment_id not in experiments:
+                experiments[experiment_id], brought_by[experiment_id] = settings, run_dir
+            elif changed := _settings_difference(experiments[experiment_id], settings):
+                raise UsageError(
+                    f"cannot combine '{brought_by[experiment_id]}' and '{run_dir}': they ran with different "
+                    f"settings of {experiment_id} ({changed})"
+                )
     by_key: dict[str, dict] = {}
     source: dict[str, Path] = {}
-    overlaps: list[dict] = []  # runs found in several directories: which one is reported
+    found_in: dict[str, list[Path]] = {}
     plan: list[str] = []
     for run_dir, (meta, records) in zip(run_dirs, loaded, strict=True):
         plan += [key for key in meta.get("plan", []) if key not in plan]
         for record in records:
             key = run_key(record["experiment"], record["seed"])
-            earlier = source.get(key)
-            if key not in by_key or record["status"] == "ok" or by_key[key]["status"] != "ok":
-                by_key[key], source[key] = record, run_dir  # a later run wins, never a failed one over a good one
-            if earlier is not None:
-                overlaps.append({"run": key, "reported": str(source[key]), "in": [str(earlier), str(run_dir)]})
-    experiments: dict[str, dict] = {}  # every experiment any of them ran, in plan order
-    for meta, _ in loaded:
-        for key, value in meta["config"].get("experiments", {}).items():
-            experiments.setdefault(key, value)
+            found_in.setdefault(key, []).append(run_dir)
+            if key not in by_key or _measured(record) >= _measured(by_key[key]):
+                by_key[key], source[key] = record, run_dir
+    overlaps = [  # runs found in several directories: which one is reported
+        {"run": key, "reported": str(source[key]), "in": [str(d) for d in dirs]} for key, dirs in found_in.items() if len(dirs) > 1
+    ]
     meta = {
         **loaded[0][0],
         "config": {**loaded[0][0]["config"], "experiments": experiments},
@@ -253,20 +261,21 @@ def combine_run_dirs(run_dirs: list[Path]) -> tuple[dict, list[dict]]:
     return meta, in_plan_order(list(by_key.values()), plan)
 
 
-def _config_difference(first: dict, other: dict) -> str:
-    """What differs between two runs' configurations (empty when they may be combined): the model,
-    the dataset, or what shapes the results of an experiment both ran. Seeds may differ: adding
-    seeds is what combining is for."""
-    for key in ("model_name", "model", "dataset_name", "dataset"):
-        if first.get(key) != other.get(key):
-            return key.removesuffix("_name")
-    experiments = first.get("experiments", {}), other.get("experiments", {})
-    for experiment_id in sorted(experiments[0].keys() & experiments[1].keys()):
-        a, b = (_result_shaping(e[experiment_id]) for e in experiments)
-        changed = sorted(key for key in a.keys() | b.keys() if a.get(key) != b.get(key))
-        if changed:
-            return f"settings of {experiment_id} ({', '.join(changed)})"
-    return ""
+def _measured(record: dict) -> int:
+    """How much a record measured: a finished run (ok, or diverged with its curves) over one cut short."""
+    return {"ok": 2, "diverged": 1}.get(record["status"], 0)
+
+
+def _setup_difference(first: dict, other: dict) -> str:
+    """The model or dataset when two runs' configurations differ in it, else "". Seeds may differ:
+    adding seeds is what combining is for."""
+    return next((key.removesuffix("_name") for key in ("model_name", "model", "dataset_name", "dataset") if first.get(key) != other.get(key)), "")
+
+
+def _settings_difference(first: dict, other: dict) -> str:
+    """The settings of one experiment that differ between two runs and change its results, or ""."""
+    a, b = _result_shaping(first), _result_shaping(other)
+    return ", ".join(sorted(key for key in a.keys() | b.keys() if a.get(key) != b.get(key)))
 
 
 def _result_shaping(experiment: dict) -> dict:

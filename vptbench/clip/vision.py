@@ -26,7 +26,8 @@ def prompted_image_features(
 ) -> Tensor:
     """Projected image features with visual prompts.
 
-    `prompts[i]` (shape `(P, width)`) is placed in the P slots right after CLS before layer i:
+    `prompts[i]` (shape `(P, width)`, or `(batch, P, width)` for per-image prompts) is placed in
+    the P slots right after CLS before layer i:
     inserted at the first prompted layer, then replacing the previous layer's prompt outputs
     so the sequence length stays constant (VPT-deep). A shallow prompt is `[p, None, ...]`.
     Prompts carry no position embedding and enter after `pre_layrnorm`, as VPT feeds them to the
@@ -38,8 +39,8 @@ def prompted_image_features(
     for index, layer in enumerate(vision.encoder.layers):
         prompt = prompts[index] if prompts is not None and index < len(prompts) else None
         if prompt is not None:
-            batch = prompt.to(hidden.dtype).unsqueeze(0).expand(hidden.shape[0], -1, -1)
+            batch = prompt.to(hidden.dtype).expand(hidden.shape[0], -1, -1)
             hidden = torch.cat([hidden[:, :1], batch, hidden[:, 1 + inserted :]], dim=1)
-            inserted = prompt.shape[0]
+            inserted = prompt.shape[-2]
         hidden = layer(hidden, None)
     return clip.visual_projection(vision.post_layernorm(hidden[:, 0]))

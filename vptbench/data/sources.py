@@ -109,12 +109,13 @@ def _read_hf(name: str, spec: DatasetSpec) -> dict[str, RawSplit]:
                     f"datasets.{name}: split '{split}' has no column '{column}'; columns: {', '.join(data.column_names)}{hint}"
                 )
         _check_label_names(name, spec, data.features[spec.label_column])
-        out[role] = (_LazyImages(data, spec.image_column), list(data[spec.label_column]))
+        out[role] = (LazyImages(data, spec.image_column), list(data[spec.label_column]))
     return out
 
 
-class _LazyImages(Sequence):
-    """A split's images, decoded one at a time; `describe` names a file for error messages."""
+class LazyImages(Sequence):
+    """A split's images, decoded one at a time; `describe` names a file for error messages.
+    (benchmarks/naive_vs_vptbench.py times vptbench's one decoding pass through it.)"""
 
     def __init__(self, data, column: str) -> None:
         self.data, self.column = data, column

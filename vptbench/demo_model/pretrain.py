@@ -142,20 +142,21 @@ def _features(out) -> torch.Tensor:
     return F.normalize(out if torch.is_tensor(out) else out.pooler_output, dim=-1)
 
 
-def digits_test_split(processor: CLIPImageProcessorPil) -> tuple[torch.Tensor, torch.Tensor]:
-    """The stratified 30 % test split of sklearn digits the benchmark evaluates on."""
+def digits_train_split(processor: CLIPImageProcessorPil) -> tuple[torch.Tensor, torch.Tensor]:
+    """The 70 % of sklearn digits the benchmark trains and validates on: a recipe checked on this
+    number never sees the benchmark's stratified 30 % test split."""
     from sklearn.model_selection import train_test_split
 
     images, labels = load_digit_images()
-    _, test_images, _, test_labels = train_test_split(
+    train_images, _, train_labels, _ = train_test_split(
         images, labels, test_size=0.3, stratify=labels, random_state=0
     )
-    return pixels(test_images, processor), torch.tensor(test_labels)
+    return pixels(train_images, processor), torch.tensor(train_labels)
 
 
 def zero_shot_accuracy(model, tokenizer, processor, templates=ZERO_SHOT_TEMPLATES, class_names=CLASS_NAMES) -> float:
-    """Nearest class prompt-ensemble, on the digits test split."""
-    pixel_values, labels = digits_test_split(processor)
+    """Nearest class prompt-ensemble, on the digits' training split."""
+    pixel_values, labels = digits_train_split(processor)
     logits = image_features(model, pixel_values) @ class_text_features(model, tokenizer, templates, class_names).T
     return (logits.argmax(dim=1) == labels).float().mean().item()
 
@@ -186,7 +187,7 @@ def pretrain(out: Path, seed: int, steps: int) -> dict:
         "lr": LR,
         "warmup_steps": WARMUP,
         "final_loss": round(float(np.mean(losses[-50:])), 4),
-        "zero_shot_accuracy": round(zero_shot_accuracy(model, tokenizer, processor), 4),
+        "zero_shot_accuracy_train_split": round(zero_shot_accuracy(model, tokenizer, processor), 4),
         "zero_shot_templates": list(ZERO_SHOT_TEMPLATES),
         "class_names": list(CLASS_NAMES),
         "parameters": sum(p.numel() for p in model.parameters()),
@@ -215,7 +216,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=STEPS)
     args = parser.parse_args()
     record = pretrain(args.out, args.seed, args.steps)
-    print(f"final loss {record['final_loss']:.4f}  zero-shot accuracy {record['zero_shot_accuracy']:.3f}"
+    print(f"final loss {record['final_loss']:.4f}  zero-shot accuracy on the training split {record['zero_shot_accuracy_train_split']:.3f}"
           f"  ({record['wall_seconds']:.0f}s) -> {args.out}")
 
 

@@ -7,6 +7,7 @@ directory. Runs are seeded and independent, so the results do not depend on the 
 
 from __future__ import annotations
 
+import logging
 import socket
 from collections.abc import Iterator
 from dataclasses import replace
@@ -78,6 +79,7 @@ class RayExecutor:
     def run(self, bench: Workbench, pending: Pending, observer: Observer, retry_oom: bool) -> Iterator[dict]:
         ray = self.ray
         if not ray.is_initialized():
+            logging.getLogger(RAY_TOKEN_LOGGER).addFilter(_drop_token_notice)
             try:
                 ray.init(address=self.address, include_dashboard=False, log_to_driver=False, configure_logging=False)
             except Exception as exc:  # noqa: BLE001 - connection errors come in many types
@@ -100,6 +102,15 @@ class RayExecutor:
 
     def in_flight(self) -> Pending:
         return list(self._outstanding.values())
+
+
+RAY_TOKEN_LOGGER = "ray._private.authentication.authentication_token_setup"
+
+
+def _drop_token_notice(record: logging.LogRecord) -> bool:
+    """A new local cluster announces that it uses token authentication, between our banner and the
+    progress bar; that notice goes. Ray's warning that authentication is off stays."""
+    return not record.getMessage().startswith("Token authentication is enabled")
 
 
 def check_reachable(address: str, timeout: float = 5.0) -> None:

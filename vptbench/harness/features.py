@@ -3,7 +3,8 @@
 A feature tuner that names its encoder with `feature_key()` (zero-shot and the linear probe share
 CLIP's projected image features) gets the features of the whole dataset once; each run then picks
 its seeded splits out of them. With a cache folder, they also persist across runs, keyed by a hash
-of everything they depend on: weights, decoded pixels, normalisation, precision and versions.
+of everything they depend on: weights, model settings, decoded pixels, normalisation, precision
+and versions.
 """
 
 from __future__ import annotations
@@ -72,9 +73,10 @@ def fingerprint(key: str, precision: str, model: nn.Module, data: ImageData) -> 
 
     device = data.train.labels.device
     kernels = f"{describe(device)}|tf32={torch.backends.cuda.matmul.allow_tf32}" if device.type == "cuda" else device.type
-    attention = getattr(getattr(model, "config", None), "_attn_implementation", None)
+    config = getattr(model, "config", None)  # settings no weight shows: activation, layer-norm epsilon, heads
+    settings = f"{config.to_json_string()}|{config._attn_implementation}" if config is not None else ""
     digest = hashlib.sha256(
-        f"{key}|{precision}|{kernels}|{attention}|{torch.__version__}|{transformers.__version__}|{data.mean}|{data.std}".encode()
+        f"{key}|{precision}|{kernels}|{settings}|{torch.__version__}|{transformers.__version__}|{data.mean}|{data.std}".encode()
     )
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())

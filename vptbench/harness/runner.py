@@ -144,7 +144,7 @@ def run_one(bench: Workbench, plan: PlannedExperiment, seed: int, observer: Obse
         "test_accuracy": metrics["accuracy"],
         "test_loss": test_eval.loss,
         "test_macro_f1": metrics["macro_f1"],
-        "epochs_run": len(outcome.history),
+        "epochs_run": outcome.diverged_epoch or len(outcome.history),  # the diverged epoch ran, with no record
         "best_epoch": outcome.best_epoch,
         "epochs_to_converge": outcome.epochs_to_converge if trainable else None,  # nothing to converge
         "stopped_early": outcome.stopped_early,

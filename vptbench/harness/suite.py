@@ -208,7 +208,8 @@ def run_suite(
     retry_oom: bool = False, executor: Executor | None = None,
 ) -> SuiteResult:  # fmt: skip
     """Run every (experiment, seed) not already in `finished`, saving each record as it completes."""
-    done = {run_key(r["experiment"], r["seed"]): r for r in finished or [] if r["status"] in FINISHED_STATUSES}
+    earlier_records = {run_key(r["experiment"], r["seed"]): r for r in finished or []}
+    done = {key: r for key, r in earlier_records.items() if r["status"] in FINISHED_STATUSES}
     result = SuiteResult(run_dir)
     plan_keys = plan.keys()
     meta_path = run_dir / RUN_FILE  # already there only when resuming: keep when the run first started
@@ -228,7 +229,7 @@ def run_suite(
         "status": "running",
     }
     pending = [(e, seed) for e in plan.experiments for seed in plan.seeds if run_key(e.id, seed) not in done]
-    result.records = list(done.values())
+    result.records = in_plan_order(list(earlier_records.values()), plan_keys)  # a failed one stays until its rerun ends
     executor = executor or LocalExecutor()
     with RunLock(run_dir):
         write_json(run_dir / RUN_FILE, meta)
@@ -254,14 +255,16 @@ def run_suite(
 
 
 def _keep(run_dir: Path, result: SuiteResult, record: dict, plan_keys: list[str]) -> None:
-    """Save a finished record (its traceback to errors.log) and keep the records in plan order."""
+    """Save a finished record (its traceback to errors.log) in place of any earlier one for its run,
+    and keep the records in plan order."""
     trace = record.pop("traceback", None)
     if trace:  # rewritten whole and atomically, like every other file of a run directory
         log = run_dir / "errors.log"
         earlier = log.read_text(encoding="utf-8") if log.exists() else ""
         write_atomic(log, f"{earlier}== {run_key(record['experiment'], record['seed'])}\n{trace}\n")
     save_run_record(run_dir, record)
-    result.records = in_plan_order([*result.records, record], plan_keys)
+    key = run_key(record["experiment"], record["seed"])
+    result.records = in_plan_order([*(r for r in result.records if run_key(r["experiment"], r["seed"]) != key), record], plan_keys)
 
 
 def dry_run(plan: SuitePlan) -> list[dict]:

@@ -243,13 +243,16 @@ def epochs_to_converge(history: list[EpochRecord], tolerance: float) -> int:
 
 
 def _snapshot(module: nn.Module) -> dict[str, Tensor]:
-    """The trainable state, kept in host memory: a device copy would add a model's worth to the
-    strategy's measured peak (a quarter more for full fine-tuning with Adam)."""
-    return {name: p.detach().to("cpu", copy=True) for name, p in module.named_parameters() if p.requires_grad}
+    """What training changes: the trainable parameters and every buffer (a plugin's batch-norm
+    statistics go with the weights they were measured for). Kept in host memory: a device copy
+    would add a model's worth to the strategy's measured peak (a quarter more for full fine-tuning
+    with Adam)."""
+    state = {name: p.detach().to("cpu", copy=True) for name, p in module.named_parameters() if p.requires_grad}
+    return state | {name: b.detach().to("cpu", copy=True) for name, b in module.named_buffers()}
 
 
 @torch.no_grad()
 def _restore(module: nn.Module, state: dict[str, Tensor]) -> None:
-    params = dict(module.named_parameters())
+    tensors = dict(module.named_parameters()) | dict(module.named_buffers())
     for name, value in state.items():
-        params[name].copy_(value)
+        tensors[name].copy_(value)

@@ -157,9 +157,12 @@ class Suite(Strict):
     experiments: Annotated[dict[Name, Experiment], Field(min_length=1)]
 
     def training_for(self, experiment_id: str) -> Training:
-        """The suite's training settings with the experiment's overrides applied."""
-        override = self.experiments[experiment_id].training.model_dump(exclude_none=True)
-        return Training.model_validate({**self.training.model_dump(), **override})
+        """The suite's training settings with the experiment's overrides applied; a partial
+        `convergence` table changes only the keys it sets."""
+        base = self.training.model_dump()
+        override = self.experiments[experiment_id].training.model_dump(exclude_none=True, exclude_unset=True)
+        convergence = {**base["convergence"], **override.pop("convergence", {})}
+        return Training.model_validate({**base, **override, "convergence": convergence})
 
 
 class Registry(Strict):

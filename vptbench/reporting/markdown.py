@@ -28,8 +28,8 @@ def markdown_report(meta: dict, records: list[dict], frame: pd.DataFrame, plots:
         f"- torch {packages.get('torch')}, transformers {packages.get('transformers')}, vptbench "
         f"{packages.get('vptbench')}, commit {env.get('git_commit') or 'unknown'}",
         "- Model selection and convergence use the validation split only; the test split is evaluated once, "
-        "on the selected state. Test accuracy shows mean ± std over seeds, or a 95 % bootstrap interval "
-        "for a single seed; (!) marks a reference value outside the 95 % bootstrap interval of the (mean) test "
+        "on the selected state. Test accuracy shows mean ± std over seeds, or a 95 % (Wilson) interval "
+        "for a single seed; (!) marks a reference value outside the 95 % interval of the (mean) test "
         "accuracy over this test split.",
         *([CUDA_NOTE] if str(meta.get("device", "")).startswith("cuda") else []),
         "",

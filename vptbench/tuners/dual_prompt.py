@@ -18,20 +18,26 @@ from vptbench.protocol import Task, TunerConfig
 from vptbench.tuners.vpt import VisualPrompts
 
 CONTEXT_INIT_STD = 0.02  # CoOp's random initialisation
+DEFAULT_CONTEXT_INIT = "a photo of a"  # CoOp's
 
 
 class DualPromptConfig(TunerConfig):
     visual_tokens: Annotated[int, Field(ge=0, description="visual prompt tokens; 0 gives text-only CoOp")] = 4
     visual_deep: bool = Field(False, description="fresh visual prompts in every layer")
     visual_dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0
-    context_init: Annotated[str, Field(min_length=1, pattern=r"\S")] | None = Field("a photo of a", description="phrase whose embeddings initialise the context")
-    context_tokens: Annotated[int, Field(ge=1)] | None = Field(None, description="random context length when context_init is unset")
+    context_init: Annotated[str, Field(min_length=1, pattern=r"\S")] | None = Field(
+        None, description=f"phrase whose embeddings initialise the context (default '{DEFAULT_CONTEXT_INIT}' unless context_tokens is set)"
+    )
+    context_tokens: Annotated[int, Field(ge=1)] | None = Field(None, description="a random context of this length instead of a phrase")
     class_specific: bool = Field(False, description="one context per class instead of one shared")
 
     @model_validator(mode="after")
     def _one_context_source(self) -> DualPromptConfig:
-        if (self.context_init is None) == (self.context_tokens is None):
-            raise ValueError("set exactly one of context_init (a phrase) and context_tokens (a count)")
+        """TOML has no null, so a phrase is the default only while neither is set."""
+        if self.context_init is not None and self.context_tokens is not None:
+            raise ValueError("set one of context_init (a phrase) and context_tokens (a count), not both")
+        if self.context_tokens is None:
+            self.context_init = self.context_init or DEFAULT_CONTEXT_INIT
         return self
 
 
@@ -52,7 +58,7 @@ class DualPrompt(nn.Module):
         self.masks: dict = {}  # the prompts never change, so neither does their attention mask
 
     def forward(self, pixel_values: Tensor) -> Tensor:
-        prompts = self.visual.per_layer() if self.visual is not None else None
+        prompts = self.visual.per_layer(len(pixel_values)) if self.visual is not None else None
         image = prompted_image_features(self.clip, pixel_values, prompts)
         text = text_features_with_context(self.clip, self.input_ids, self.attention_mask, self.context, self.masks)
         return cosine_logits(self.clip, image, text)

@@ -78,8 +78,10 @@ class FrozenFeatureTuner(nn.Module):
         return self
 
     def feature_key(self) -> str:
-        """Every tuner built on this class encodes alike, so their cached features are shared."""
-        return "clip-projected-image-features"
+        """Tuners that inherit this `encode` share their cached features; a subclass that overrides
+        it encodes differently, so it gets features of its own."""
+        encode = type(self).encode
+        return f"{encode.__module__}.{encode.__qualname__}"
 
     def encode(self, pixel_values: Tensor) -> Tensor:
         return image_features(self.clip, pixel_values)

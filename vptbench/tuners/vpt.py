@@ -29,8 +29,12 @@ class VisualPrompts(nn.Module):
         self.tokens = nn.Parameter(torch.empty(depth, num_tokens, config.hidden_size).uniform_(-bound, bound))
         self.dropout = nn.Dropout(dropout)
 
-    def per_layer(self) -> list[Tensor]:
-        return list(self.dropout(self.tokens).unbind(0))
+    def per_layer(self, batch_size: int) -> list[Tensor]:
+        """One `(tokens, width)` prompt per layer, or `(batch, tokens, width)` while dropout is active:
+        as in VPT, each image drops its own prompt entries."""
+        if not (self.training and self.dropout.p):
+            return list(self.tokens.unbind(0))
+        return list(self.dropout(self.tokens.unsqueeze(1).expand(-1, batch_size, -1, -1)).unbind(0))
 
 
 class VptConfig(TunerConfig):
@@ -50,7 +54,7 @@ class VisualPromptTuner(nn.Module):
         self.head = make_head(config.head, clip, task)
 
     def forward(self, pixel_values: Tensor) -> Tensor:
-        return self.head(prompted_image_features(self.clip, pixel_values, self.prompts.per_layer()))
+        return self.head(prompted_image_features(self.clip, pixel_values, self.prompts.per_layer(len(pixel_values))))
 
 
 class VptShallow(VisualPromptTuner):
