@@ -359,3 +359,18 @@ def test_class_text_features_are_computed_once_per_suite(monkeypatch):
     assert len(calls) == 2  # other templates are other features
     fresh = run_one(_bench(), _plan("zero-shot"), 0, QuietObserver())  # another suite computes its own
     assert len(calls) == 3 and fresh["test_loss"] == shared[0]["test_loss"] == shared[1]["test_loss"]
+
+
+def test_a_feature_tuner_whose_encode_trains_fails_instead_of_silently_freezing_it():
+    from vptbench.harness.guarded import run_guarded
+    from vptbench.tuners.linear_probe import LinearProbe
+
+    class TrainsItsEncoder(LinearProbe):
+        def __init__(self, config, clip, task):
+            super().__init__(config, clip, task)
+            clip.visual_projection.requires_grad_(True)
+
+    plan = PlannedExperiment("E", Experiment(tuner="linear-probe"), Training(epochs=2, batch_size=8), TrainsItsEncoder, LinearProbe.Config())
+    record = run_guarded(_bench(), plan, 0, QuietObserver(), retry_oom=False)
+    assert record["status"] == "failed"
+    assert record["error"].startswith("TrainsItsEncoder.encode depends on trainable parameters, but the harness encodes once and trains only classify")

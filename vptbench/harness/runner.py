@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from vptbench.data import ImageData, make_splits, normalize
+from vptbench.errors import PluginError
 from vptbench.harness.device import clock, describe, peak_memory, phase, reset_peak_memory
 from vptbench.harness.features import FeatureStore, encode_dataset
 from vptbench.harness.metrics import classification_metrics
@@ -101,6 +102,7 @@ def run_one(bench: Workbench, plan: PlannedExperiment, seed: int, observer: Obse
     pixels = bench.normalizer()
     data, transform, logits_fn, features_from = bench.data, pixels, tuner, None
     if uses_cached_features(tuner):
+        _check_frozen_encoder(tuner, pixels(bench.data.train.pixels[:1]))
         key = tuner.feature_key() if callable(getattr(tuner, "feature_key", None)) else None
         with phase("encoding features"):
             data, features_from = bench.features.get(key, precision.name, clip, bench.data, lambda: _encode(tuner, bench.data, pixels, plan.training.eval_batch_size, precision))
@@ -170,6 +172,14 @@ def run_one(bench: Workbench, plan: PlannedExperiment, seed: int, observer: Obse
 
 def _identity(x: Tensor) -> Tensor:
     return x
+
+
+def _check_frozen_encoder(tuner: nn.Module, sample: Tensor) -> None:
+    """Features are encoded once and only `classify` trains: an `encode` that depends on trainable
+    parameters would leave them untrained while counting them, so that run fails instead."""
+    with torch.enable_grad():
+        if tuner.eval().encode(sample).requires_grad:
+            raise PluginError(f"{type(tuner).__name__}.encode depends on trainable parameters, but the harness encodes once and trains only classify; drop encode/classify or freeze what encode uses")
 
 
 @torch.no_grad()
