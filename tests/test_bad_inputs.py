@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import datasets
@@ -90,12 +91,20 @@ def test_string_labels_are_refused_by_name(cli, tmp_path, tiny_model_dir):
     assert code == 2 and "label column 'target' holds str values such as 'blue', not class indices" in err
 
 
-def test_a_prompt_over_the_text_towers_length_is_refused_before_decoding(cli, tmp_path, tiny_model_dir, image_folder):
-    """Truncated, it would lose the class name and every class would share one prompt."""
+@pytest.mark.parametrize("tokenizer_limit", [True, False])
+def test_a_prompt_over_the_text_towers_length_is_refused_before_decoding(cli, tmp_path, tiny_model_dir, image_folder, tokenizer_limit):
+    """Truncated, it would lose the class name and every class would share one prompt. A tokenizer
+    saved without a limit (transformers then assumes 1e30) must not hide the text tower's."""
+    model_dir = tiny_model_dir
+    if not tokenizer_limit:
+        model_dir = Path(shutil.copytree(tiny_model_dir, tmp_path / "no-limit"))
+        settings = json.loads((model_dir / "tokenizer_config.json").read_text())
+        settings.pop("model_max_length")
+        (model_dir / "tokenizer_config.json").write_text(json.dumps(settings))
     long = "a very very very very very very very very very long photo of {}."
-    text = tiny_suite_toml(tiny_model_dir, image_folder).replace("a photo of a {}.", long)
+    text = tiny_suite_toml(model_dir, image_folder).replace("a photo of a {}.", long)
     code, _, err = _run(cli, tmp_path, text)
-    assert code == 2 and "datasets.colors: prompt 'a very very" in err and "over the tokenizer's 16-token limit" in err
+    assert code == 2 and "datasets.colors: prompt 'a very very" in err and "over the model's 16-token text limit" in err
 
 
 def test_corrupt_images_are_all_named(cli, tmp_path, tiny_model_dir, image_folder):
@@ -127,7 +136,23 @@ def test_an_implausibly_small_tokenizer_is_refused(cli, tmp_path, image_folder):
     stub = CLIPTokenizer(vocab={"<|startoftext|>": 0, "<|endoftext|>": 1}, merges=[])  # what the Hub stub looks like
     stub.save_pretrained(model)
     code, _, err = _run(cli, tmp_path, tiny_suite_toml(model, image_folder))
-    assert code == 2 and "has only 2 tokens, an offline stub" in err
+    assert code == 2 and "has only its 2 special tokens, an offline stub" in err
+
+
+def test_a_small_but_real_tokenizer_is_accepted(tmp_path):
+    """A project's own tokenizer may be tiny; only one of nothing but special tokens is a stub."""
+    from transformers import CLIPTokenizer
+
+    from vptbench.models import load_model
+    from vptbench.registry import ModelSpec
+    from vptbench.testing import save_tiny_clip
+
+    model = save_tiny_clip(tmp_path / "model")
+    letters = [c for c in "abcdefghijklmnopqrstuvwxyz"]
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1} | {token: i + 2 for i, token in enumerate(letters + [c + "</w>" for c in letters])}
+    CLIPTokenizer(vocab=vocab, merges=[]).save_pretrained(model)
+    loaded = load_model("small", ModelSpec(source="local", path=str(model)))
+    assert len(loaded.tokenizer) == 54
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -105,6 +106,20 @@ def test_bad_inputs_get_one_line_and_exit_code_2(cli, tmp_path, tiny_model_dir, 
         assert expected in err and "Traceback" not in err + out
         assert err.strip().splitlines() == [err.strip()] and err.startswith("error: "), err
     assert not (tmp_path / "out").exists()  # nothing half-written
+
+
+def test_relative_paths_are_relative_to_the_config_file(cli, tmp_path, tiny_model_dir, image_folder, monkeypatch):
+    """Wherever the run starts or resumes from; run.json records them absolute."""
+    project = tmp_path / "project"
+    project.mkdir()
+    config = project / "benchmark.toml"
+    config.write_text(tiny_suite_toml(Path(os.path.relpath(tiny_model_dir, project)), Path(os.path.relpath(image_folder, project))))
+    monkeypatch.chdir(tmp_path)  # not the config's folder: the relative paths would miss from here
+    code, _, err = cli("run", "E1", "--config", config, "--output", tmp_path / "out", "--quiet")
+    assert code == 0, err
+    (run_dir,) = (tmp_path / "out").iterdir()
+    recorded = json.loads((run_dir / "run.json").read_text())["config"]
+    assert (recorded["model"]["path"], recorded["dataset"]["path"]) == (str(tiny_model_dir), str(image_folder))
 
 
 def test_hub_model_while_offline_says_so(cli, tmp_path, image_folder, tiny_model_dir):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import Tensor, nn
@@ -374,3 +375,44 @@ def test_a_feature_tuner_whose_encode_trains_fails_instead_of_silently_freezing_
     record = run_guarded(_bench(), plan, 0, QuietObserver(), retry_oom=False)
     assert record["status"] == "failed"
     assert record["error"].startswith("TrainsItsEncoder.encode depends on trainable parameters, but the harness encodes once and trains only classify")
+
+
+@pytest.mark.parametrize("bad", ["extra column", "one dimension"])
+def test_logits_of_the_wrong_shape_fail_the_run_with_the_tuners_name(bad):
+    from vptbench.harness.guarded import run_guarded
+    from vptbench.tuners.vpt import VptShallow
+
+    class WrongShape(VptShallow):
+        def forward(self, pixel_values):
+            logits = super().forward(pixel_values)
+            return torch.cat([logits, logits[:, :1] + 100], dim=1) if bad == "extra column" else logits[:, 0]
+
+    plan = PlannedExperiment("E", Experiment(tuner="vpt-shallow"), Training(epochs=1, batch_size=8), WrongShape, VptShallow.Config(num_tokens=2))
+    record = run_guarded(_bench(), plan, 0, QuietObserver(), retry_oom=False)
+    expected = "(2, 4)" if bad == "extra column" else "(2,)"
+    assert record["status"] == "failed" and record["error"] == f"WrongShape returned logits of shape {expected}, expected (batch, classes) = (2, 3)"
+
+
+def test_macro_f1_leaves_out_a_class_the_test_split_lacks_and_nobody_predicts():
+    from vptbench.harness.metrics import classification_metrics
+
+    metrics = classification_metrics(np.array([0, 0, 1, 1]), np.array([0, 1, 1, 1]), ["a", "b", "absent"])
+    assert metrics["macro_f1"] == pytest.approx((2 / 3 + 0.8) / 2)  # F1 of a and b; "absent" has none
+    assert metrics["per_class"][2] == {"class": "absent", "precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+
+
+def test_trainable_parameters_no_gradient_reaches_are_named():
+    """Counted as trainable but never trained: usually a tuner that unfroze more than it uses."""
+    from vptbench.tuners.linear_probe import LinearProbe
+
+    class UnfreezesTheTextTower(LinearProbe):
+        def __init__(self, config, clip, task):
+            super().__init__(config, clip, task)
+            clip.text_model.requires_grad_(True)  # the image features never use it
+
+    plan = PlannedExperiment("E", Experiment(tuner="linear-probe"), Training(epochs=1, batch_size=8), UnfreezesTheTextTower, LinearProbe.Config())
+    record = run_one(_bench(), plan, 0, QuietObserver())
+    text_params = sum(p.numel() for p in _bench().model.clip.text_model.parameters())
+    assert record["trainable_without_gradient"]["count"] == text_params
+    assert record["trainable_params"] == text_params + 32 * 3 + 3
+    assert record["trainable_without_gradient"]["names"][0].startswith("clip.text_model.")

@@ -70,10 +70,15 @@ def test_a_tuner_with_the_wrong_constructor_is_invalid():
     assert protocol_problems(plugins.load_tuner("vpt-deep")) == []
 
 
-def test_two_distributions_claiming_a_name_is_an_error_naming_both(fake_distribution):
+def test_a_name_two_distributions_claim_is_unusable_and_names_both_while_others_work(fake_distribution, cli, tiny_config):
     fake_distribution("copycat", {"zero-shot": "json:dumps"})
-    with pytest.raises(PluginError, match=r"'zero-shot' is registered twice: by .*(vptbench|copycat).* and by .*(copycat|vptbench)"):
-        plugins.find_plugins()
+    claimed_twice = r"Tuner 'zero-shot' is registered twice: by .*(vptbench|copycat).* and by .*(copycat|vptbench).*\. Uninstall one of them\."
+    with pytest.raises(PluginError, match=claimed_twice):
+        plugins.load_tuner("zero-shot")
+    assert plugins.load_tuner("linear-probe").__name__ == "LinearProbe"
+    code, out, _ = cli("list", "--config", tiny_config, "--json")
+    tuners = {t["name"]: t for t in json.loads(out)["tuners"]}
+    assert code == 0 and tuners["zero-shot"]["status"] == "broken" and tuners["linear-probe"]["status"] == "ok"
 
 
 def test_third_party_plugins_can_be_switched_off(fake_distribution, monkeypatch):
@@ -102,6 +107,9 @@ def test_list_and_run_with_a_broken_plugin(fake_distribution, cli, tiny_config, 
     assert "E9 seed 0 failed: Tuner 'broken' from broken-plugin is unusable" in err
     code, out, err = cli("run", "--all", "--config", tiny_config, "--dry-run")
     assert code == 1 and "E9 failed: Tuner 'broken' from broken-plugin is unusable" in err
+    code, out, err = cli("run", "E9", "--config", tiny_config, "--output", tmp_path / "only-broken")
+    assert code == 2 and err.startswith("error: no selected experiment can run; E9: Tuner 'broken' from broken-plugin is unusable")
+    assert not (tmp_path / "only-broken").exists() and out == ""  # nothing loaded, no banner, nothing written
 
 
 def test_shipped_plugins_run_from_a_toml_experiment_like_builtins(cli, tmp_path, tiny_model_dir, image_folder):
@@ -123,3 +131,29 @@ def test_shipped_plugins_run_from_a_toml_experiment_like_builtins(cli, tmp_path,
     runs = {r["experiment"]: r for r in json.loads(out)["runs"]}
     assert runs["L1"]["trainable_params"] == 2 * 2 * 2 * (64 + 64) + 32 * 3 + 3  # rank 2 on q and v, 2 layers, head
     assert runs["B1"]["status"] == "ok"
+
+
+def test_a_plugin_config_that_ignores_unknown_keys_still_rejects_a_typo(fake_distribution, tmp_path, tiny_config):
+    """pydantic's default drops unknown keys: a misspelt param would silently run the default."""
+    from vptbench.errors import ConfigError
+    from vptbench.harness.suite import plan_experiments, select_suite
+    from vptbench.registry import load_registry
+
+    (tmp_path / "loose_tuner.py").write_text(
+        "from pydantic import BaseModel\n"
+        "from vptbench.tuners.linear_probe import LinearProbe\n\n"
+        "class LooseTuner(LinearProbe):\n"
+        "    class Config(BaseModel):\n"
+        "        bias: bool = True\n"
+    )
+    fake_distribution("loose", {"loose": "loose_tuner:LooseTuner"})
+    for params, error in (("{ bais = false }", r"suites\.s\.experiments\.E9\.params\.bais: unknown key"), ("{ bias = false }", None)):
+        tiny_config.write_text(tiny_config.read_text().split("[suites.s.experiments.E9]")[0] + f'[suites.s.experiments.E9]\ntuner = "loose"\nparams = {params}\n')
+        registry, path = load_registry(tiny_config)
+        name, suite = select_suite(registry, "s")
+        if error:
+            with pytest.raises(ConfigError, match=error):
+                plan_experiments(name, suite, path, ["E9"])
+        else:
+            (plan,) = plan_experiments(name, suite, path, ["E9"])
+            assert type(plan.config) is plan.tuner.Config and plan.config.bias is False

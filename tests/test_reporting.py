@@ -70,6 +70,20 @@ def _meta():
     }  # fmt: skip
 
 
+def test_the_report_says_when_the_test_split_lacks_a_class(tmp_path):
+    record = _record("E2", 0, 90)
+    record["per_class"][1]["support"] = 0
+    write_reports(tmp_path, _meta(), [record])
+    assert "The test split has no image of b: macro-F1 averages over the classes it holds or the model predicts." in (tmp_path / "report.md").read_text()
+
+
+def test_the_report_warns_of_trainable_parameters_that_never_trained(tmp_path):
+    record = {**_record("E2", 0, 90), "trainable_without_gradient": {"count": 20, "tensors": 6, "names": ["a", "b", "c", "d", "e"]}}
+    write_reports(tmp_path, _meta(), [record])
+    expected = "Warning: 20 of the 30 trainable parameters got no gradient, so they never trained (a, b, c, d, e, …)"
+    assert expected in (tmp_path / "report.md").read_text()
+
+
 def test_a_run_with_no_record_still_reports(tmp_path):
     write_reports(tmp_path, _meta(), [])
     assert "_No run finished._" in (tmp_path / "report.md").read_text()
@@ -101,6 +115,7 @@ def test_combining_run_directories(cli, tiny_config, tmp_path):
     for seed in ("0", "1"):
         assert cli("run", "E2", "--config", tiny_config, "--output", tmp_path / "runs", "--seeds", seed, "--quiet")[0] == 0
     first, second = sorted((tmp_path / "runs").iterdir())
+    assert json.loads((second / "run.json").read_text())["config"]["experiments"]["E2"]["training"]["seeds"] == [1]
     code, _, err = cli("report", first, second, "--output", tmp_path / "combined", "--format", "csv")
     assert code == 0, err
     (combined,) = (tmp_path / "combined").iterdir()

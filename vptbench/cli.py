@@ -10,7 +10,7 @@ from typing import Annotated, get_args
 
 import typer
 
-from vptbench.errors import UsageError
+from vptbench.errors import PluginError, UsageError
 from vptbench.terminal import DEBUG, OneLineErrors, console, reports_errors, table_console
 
 app = typer.Typer(
@@ -128,6 +128,10 @@ def run(
     _quiet_libraries()
     if dry_run:
         return _dry_run(plan, as_json)
+    unusable = [p for p in plan.experiments if p.error]
+    if unusable and len(unusable) == len(plan.experiments):  # nothing could run: fail before loading anything
+        more = f" (+{len(unusable) - 1} more)" if len(unusable) > 1 else ""
+        raise PluginError(f"no selected experiment can run; {unusable[0].id}: {unusable[0].error}{more}")
     resolve_device(device)  # a bad device, an unwritable folder or a busy run fail before anything loads
     for what, folder in (("--output: cannot write results to", None if resume else output), ("--feature-cache: cannot write to", feature_cache)):
         if folder is not None and (problem := folder_problem(folder)):
@@ -229,6 +233,7 @@ def _finish(result, suite_name: str, as_json: bool) -> None:
     from rich.markup import escape
 
     from vptbench.reporting.console import summary_table
+    from vptbench.reporting.markdown import untrained_note
 
     out = table_console(stderr=as_json)
     out.print(summary_table(result.records, f"Suite '{suite_name}' — {result.run_dir}", out.width))
@@ -239,6 +244,8 @@ def _finish(result, suite_name: str, as_json: bool) -> None:
     for record in result.records:
         if record["status"] != "ok":
             console.print(f"[red]{record['experiment']} seed {record['seed']} {record['status']}[/]: {escape(record.get('error') or 'no message')}", soft_wrap=True)
+        if untrained := untrained_note(record):
+            console.print(f"[yellow]{record['experiment']} seed {record['seed']}[/]: {escape(untrained)}", soft_wrap=True)
     runs = len(result.records)
     verdict = f"[red]{failures} of {_count(runs, 'run')} did not finish ok[/]" if failures else ("the run finished ok" if runs == 1 else f"all {runs} runs ok")
     console.print(f"{verdict}; reports in [bold]{escape(str(result.run_dir))}[/] (report.md, results.csv, summary.csv, run.json)")

@@ -12,7 +12,6 @@ from vptbench.registry import ModelSpec
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 DEMO_CLIP = ASSETS / "demo-clip"
-MIN_VOCAB = 100  # offline, transformers returns a 2-token stub instead of raising
 CLIP_TEXT_POSITIONS = 77  # every released CLIP's text length
 
 
@@ -51,10 +50,13 @@ def _load_pretrained(name: str, location: str, revision: str | None, spec: Model
         processor = CLIPImageProcessorPil.from_pretrained(location, revision=revision)
     except OSError as exc:
         raise ModelError(_explain_load_failure(name, location, spec, exc)) from None
+    positions = clip.config.text_config.max_position_embeddings
+    if tokenizer.model_max_length > positions:  # saved without a limit: the text tower's is the real one
+        tokenizer.model_max_length = positions
     vocab = len(tokenizer)
-    if vocab < MIN_VOCAB:
+    if set(range(vocab)) <= set(tokenizer.all_special_ids):
         raise ModelError(
-            f"models.{name}: tokenizer of '{location}' has only {vocab} tokens, an offline stub; "
+            f"models.{name}: tokenizer of '{location}' has only its {vocab} special tokens, an offline stub; "
             "point `path` at a local copy saved with save_pretrained"
         )
     return LoadedModel(clip=clip, tokenizer=tokenizer, image_processor=processor, name=name)

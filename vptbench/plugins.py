@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from importlib.metadata import EntryPoint, distributions
 
@@ -28,6 +28,7 @@ class Plugin:
     distribution: str
     version: str
     entry_point: EntryPoint
+    conflict: str = ""  # set when two distributions claim the name: then neither is used
 
     @property
     def builtin(self) -> bool:
@@ -53,17 +54,18 @@ def third_party_disabled() -> bool:
 
 
 def find_plugins() -> dict[str, Plugin]:
-    """Every declared tuner by name; a name two distributions claim is an error."""
+    """Every declared tuner by name. A name two distributions claim is unusable, and says so when
+    used or listed; every other tuner still works."""
     found: dict[str, Plugin] = {}
     for plugin in _scan():
         if not plugin.builtin and third_party_disabled():
             continue
         other = found.get(plugin.name)
         if other and other.distribution != plugin.distribution:
-            raise PluginError(
+            plugin = replace(other, conflict=(
                 f"Tuner '{plugin.name}' is registered twice: by {other.distribution} {other.version} "
                 f"and by {plugin.distribution} {plugin.version}. Uninstall one of them."
-            )
+            ))  # fmt: skip
         found[plugin.name] = plugin
     return dict(sorted(found.items()))
 
@@ -84,6 +86,8 @@ def _scan() -> tuple[Plugin, ...]:
 
 def load(plugin: Plugin) -> LoadStatus:
     """Import a plugin's object and check it honours the tuner protocol."""
+    if plugin.conflict:
+        return LoadStatus(plugin, error=plugin.conflict)
     try:
         obj = plugin.entry_point.load()
     except Exception as exc:  # noqa: BLE001 - any import failure marks the plugin broken
@@ -100,6 +104,8 @@ def load_tuner(name: str) -> type:
     if name not in plugins:
         raise PluginError(unknown_name("tuner", name, plugins))
     status = load(plugins[name])
+    if status.plugin.conflict:
+        raise PluginError(status.plugin.conflict)
     if not status.ok:
         raise PluginError(f"Tuner '{name}' from {status.plugin.distribution} is unusable: {status.error}", status.traceback)
     return status.tuner  # type: ignore[return-value]

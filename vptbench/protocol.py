@@ -85,7 +85,8 @@ REQUIRED_METHODS = ("forward", "parameters", "train", "eval", "to")
 def protocol_problems(obj: Any) -> list[str]:
     """What keeps `obj` from being a usable tuner class (empty when it is one)."""
     if not isinstance(obj, type):
-        return [f"is a {type(obj).__name__}, not a class"]
+        kind = type(obj).__name__
+        return [f"is {'an' if kind[0] in 'aeiou' else 'a'} {kind}, not a class"]
     problems = []
     config = getattr(obj, "Config", None)
     if not (isinstance(config, type) and issubclass(config, BaseModel)):

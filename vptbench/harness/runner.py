@@ -107,6 +107,7 @@ def run_one(bench: Workbench, plan: PlannedExperiment, seed: int, observer: Obse
         with phase("encoding features"):
             data, features_from = bench.features.get(key, precision.name, clip, bench.data, lambda: _encode(tuner, bench.data, pixels, plan.training.eval_batch_size, precision))
         transform, logits_fn = _identity, tuner.classify
+    _check_logits(tuner, logits_fn, transform(data.train.pixels[:2]), bench.task.num_classes)
     if plan.training.compile:
         logits_fn = torch.compile(logits_fn)
     splits = make_splits(data, plan.training.val_fraction, seed)
@@ -140,6 +141,7 @@ def run_one(bench: Workbench, plan: PlannedExperiment, seed: int, observer: Obse
         "trainable_params": trainable,
         "total_params": total,
         "trainable_percent": 100.0 * trainable / total if total else 0.0,
+        "trainable_without_gradient": _without_gradient(tuner, outcome.without_gradient or []),
         "train_accuracy": train_eval.accuracy,
         "val_accuracy": val_eval.accuracy,
         "val_loss": val_eval.loss,
@@ -170,8 +172,25 @@ def run_one(bench: Workbench, plan: PlannedExperiment, seed: int, observer: Obse
     }
 
 
+def _without_gradient(tuner: nn.Module, names: list[str]) -> dict:
+    """Trainable parameters no gradient reached: counted in `trainable_params`, yet they never
+    train (e.g. a text tower unfrozen under an image-only head); usually a tuner bug."""
+    params = dict(tuner.named_parameters())
+    return {"count": sum(params[name].numel() for name in names), "tensors": len(names), "names": names[:5]}
+
+
 def _identity(x: Tensor) -> Tensor:
     return x
+
+
+@torch.no_grad()
+def _check_logits(tuner: nn.Module, logits_fn, sample: Tensor, num_classes: int) -> None:
+    """A tuner's logits must be (batch, classes): an extra column would otherwise pass through
+    cross-entropy and argmax unnoticed and turn every number of the run into nonsense."""
+    tuner.eval()  # no dropout: the check must not draw from the run's random stream
+    shape = tuple(logits_fn(sample).shape)
+    if shape != (len(sample), num_classes):
+        raise PluginError(f"{type(tuner).__name__} returned logits of shape {shape}, expected (batch, classes) = ({len(sample)}, {num_classes})")
 
 
 def _check_frozen_encoder(tuner: nn.Module, sample: Tensor) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from vptbench import plugins
 from vptbench.clip.features import class_prompts
@@ -89,9 +89,19 @@ def plan_experiments(
         except PluginError as exc:  # a broken plugin fails its own experiments, not the suite
             plans.append(PlannedExperiment(experiment_id, spec, training, None, None, str(exc), exc.traceback))
             continue
+        validate(_forbidding_unknown_keys(tuner.Config), spec.params, config_path, prefix=f"{where}.params")
         config = validate(tuner.Config, spec.params, config_path, prefix=f"{where}.params")
         plans.append(PlannedExperiment(experiment_id, spec, training, tuner, config))
     return plans
+
+
+def _forbidding_unknown_keys(config: type[BaseModel]) -> type[BaseModel]:
+    """A plugin's Config as pydantic builds it by default ignores keys it does not know, so a typo in
+    params would silently run the default; checked through this stricter copy, it is an error.
+    A Config that declares `extra="allow"` keeps it."""
+    if config.model_config.get("extra") not in (None, "ignore"):
+        return config
+    return type(config.__name__, (config,), {"model_config": {**config.model_config, "extra": "forbid"}, "__module__": config.__module__})
 
 
 def check_experiments(suite_name: str, suite: Suite, config_path: Path) -> list[dict]:
@@ -135,7 +145,7 @@ class SuitePlan:
                     "tuner": p.spec.tuner,
                     "description": p.spec.description,
                     "params": params_of(p),
-                    "training": p.training.model_dump(mode="json"),
+                    "training": {**p.training.model_dump(mode="json"), "seeds": self.seeds},  # --seeds included
                     "reference": reference_of(p),
                 }
                 for p in self.experiments

@@ -65,6 +65,7 @@ class FitOutcome:
     diverged_epoch: int | None = None
     train_seconds: float = 0.0
     eval_seconds: float = 0.0
+    without_gradient: list[str] | None = None  # trainable parameters the first step left without a gradient
 
     def history_rows(self) -> list[dict]:
         return [asdict(record) for record in self.history]
@@ -181,8 +182,8 @@ def fit(
     stalled by a per-step synchronisation and a small head pays one extra op per step, not six;
     a non-finite loss is caught at the epoch's end.
     """
-    params = [p for p in module.parameters() if p.requires_grad]
-    optimizer = make_optimizer(params, training, device)
+    named = [(name, p) for name, p in module.named_parameters() if p.requires_grad]
+    optimizer = make_optimizer([p for _, p in named], training, device)
     precision = Precision(training.precision, device)
     convergence = training.convergence
     outcome = FitOutcome()
@@ -193,6 +194,8 @@ def fit(
         losses, predicted, labels = [], [], []
         for x, y in train.iterate(training.batch_size, generator):
             loss, logits = train_step(logits_fn, x, y, optimizer, precision, training.accumulation_steps)
+            if outcome.without_gradient is None:  # counted as trainable, but nothing reaches them
+                outcome.without_gradient = [name for name, p in named if p.grad is None]
             losses.append(loss)
             predicted.append(logits.argmax(dim=-1))
             labels.append(y)

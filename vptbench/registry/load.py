@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,20 @@ def load_registry(path: Path | None = None) -> tuple[Registry, Path]:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: malformed TOML: {exc}") from None
     registry = validate(Registry, data, path)
-    return registry, path
+    return _paths_from(path.parent, registry), path
+
+
+def _paths_from(folder: Path, registry: Registry) -> Registry:
+    """Relative model and dataset `path`s are relative to the config file, as a user reading it
+    expects, not to wherever vptbench is started (or resumed) from; run.json records them absolute."""
+
+    def absolute(specs: dict) -> dict:
+        return {
+            name: spec.model_copy(update={"path": os.path.normpath(folder.absolute() / Path(spec.path).expanduser())}) if spec.path else spec
+            for name, spec in specs.items()
+        }
+
+    return registry.model_copy(update={"models": absolute(registry.models), "datasets": absolute(registry.datasets)})
 
 
 def validate(model: type[BaseModel], data: Any, path: Path, prefix: str = "") -> Any:

@@ -47,7 +47,8 @@ def markdown_report(meta: dict, records: list[dict], frame: pd.DataFrame, plots:
     if missing := missing_runs(meta, records):
         lines += [f"**{missing}.**", ""]
     if plots:
-        lines += ["## Plots", ""] + [f"![{p.stem.replace('_', ' ')}]({p.name})" for p in plots] + [""]
+        note = "The curves show each experiment's first successful seed; the scatter plots show every run."
+        lines += ["## Plots", "", note, ""] + [f"![{p.stem.replace('_', ' ')}]({p.name})" for p in plots] + [""]
     lines += ["## Per experiment", ""]
     settings = meta["config"].get("experiments", {})
     for record in records:
@@ -64,15 +65,29 @@ def _experiment_section(record: dict, training: dict | None) -> list[str]:
         lines += [_training_line(training, record), ""]
     if record["status"] != "ok" and record.get("error"):
         lines += [f"Error: {record['error']}", ""]
+    if untrained := untrained_note(record):
+        lines += [f"Warning: {untrained}", ""]
     if not record.get("per_class"):
         return lines
     report = pd.DataFrame(record["per_class"]).rename(columns=str.capitalize)
     lines += [report.to_markdown(index=False, floatfmt=".3f"), ""]
+    absent = [c["class"] for c in record["per_class"] if c["support"] == 0]
+    if absent:
+        lines += [f"The test split has no image of {', '.join(absent)}: macro-F1 averages over the classes it holds or the model predicts.", ""]
     names = [c["class"] for c in record["per_class"]]
     confusion = pd.DataFrame(record["confusion_matrix"], index=names, columns=names)
     confusion.index.name = "true \\ predicted"
     lines += ["Confusion matrix (rows: true class, columns: predicted):", "", confusion.to_markdown(), ""]
     return lines
+
+
+def untrained_note(record: dict) -> str:
+    """A sentence when trainable parameters never got a gradient (they are counted, yet never train)."""
+    missing = record.get("trainable_without_gradient") or {}
+    if not missing.get("count"):
+        return ""
+    names = ", ".join(missing["names"]) + (", …" if missing["tensors"] > len(missing["names"]) else "")
+    return f"{missing['count']:,} of the {record['trainable_params']:,} trainable parameters got no gradient, so they never trained ({names})"
 
 
 def _training_line(training: dict, record: dict) -> str:

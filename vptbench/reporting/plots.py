@@ -18,7 +18,7 @@ PLOTS = {
 
 
 def write_plots(run_dir: Path, records: list[dict]) -> list[Path]:
-    """Curves of each experiment's first successful seed, and accuracy against cost."""
+    """Curves of each experiment's first successful seed (the legend names it), and accuracy against cost."""
     ok = [r for r in records if r.get("status") == "ok"]
     if not ok:
         return []
@@ -41,9 +41,10 @@ def _loss_figure(trained: dict[str, dict]) -> Figure:
     for index, (experiment, record) in enumerate(trained.items()):
         epochs = [h["epoch"] for h in record["history"]]
         color = f"C{index % 10}"
-        axes.plot(epochs, [h["train_loss"] for h in record["history"]], color=color, label=f"{experiment} train")
+        name = f"{experiment} seed {record['seed']}"
+        axes.plot(epochs, [h["train_loss"] for h in record["history"]], color=color, label=f"{name} train")
         evaluated = [h for h in record["history"] if h["val_loss"] is not None]
-        axes.plot([h["epoch"] for h in evaluated], [h["val_loss"] for h in evaluated], color=color, linestyle="--", label=f"{experiment} val")
+        axes.plot([h["epoch"] for h in evaluated], [h["val_loss"] for h in evaluated], color=color, linestyle="--", label=f"{name} val")
     axes.set(xlabel="epoch", ylabel="cross-entropy loss", title="Training (solid) and validation (dashed) loss")
     axes.legend(fontsize="small", ncols=2)
     return figure
@@ -54,7 +55,7 @@ def _val_accuracy_figure(trained: dict[str, dict]) -> Figure:
     axes = figure.add_subplot()
     for experiment, record in trained.items():
         evaluated = [h for h in record["history"] if h["val_accuracy"] is not None]
-        axes.plot([h["epoch"] for h in evaluated], [h["val_accuracy"] for h in evaluated], label=experiment)
+        axes.plot([h["epoch"] for h in evaluated], [h["val_accuracy"] for h in evaluated], label=f"{experiment} seed {record['seed']}")
     axes.set(xlabel="epoch", ylabel="validation accuracy", title="Validation accuracy per epoch")
     axes.legend(fontsize="small")
     return figure
