@@ -416,3 +416,20 @@ def test_trainable_parameters_no_gradient_reaches_are_named():
     assert record["trainable_without_gradient"]["count"] == text_params
     assert record["trainable_params"] == text_params + 32 * 3 + 3
     assert record["trainable_without_gradient"]["names"][0].startswith("clip.text_model.")
+
+
+def test_a_tuner_that_freezes_its_own_head_is_flagged_and_zero_shot_is_not():
+    from vptbench.reporting.markdown import untrained_note
+    from vptbench.tuners.linear_probe import LinearProbe
+
+    class FrozenHead(LinearProbe):
+        def __init__(self, config, clip, task):
+            super().__init__(config, clip, task)
+            self.head.requires_grad_(False)
+
+    plan = PlannedExperiment("E", Experiment(tuner="linear-probe"), Training(epochs=1, batch_size=8), FrozenHead, LinearProbe.Config())
+    frozen = run_one(_bench(), plan, 0, QuietObserver())
+    assert frozen["frozen_added_params"] == 32 * 3 + 3 and frozen["epochs_run"] == 0
+    assert untrained_note(frozen) == "nothing is trainable, yet the tuner added 99 parameters of its own: they were evaluated as initialised"
+    zero_shot = run_one(_bench(), _plan("zero-shot"), 0, QuietObserver())
+    assert zero_shot["frozen_added_params"] == 0 and untrained_note(zero_shot) == ""

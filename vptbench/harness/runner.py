@@ -142,6 +142,7 @@ def run_one(bench: Workbench, plan: PlannedExperiment, seed: int, observer: Obse
         "total_params": total,
         "trainable_percent": 100.0 * trainable / total if total else 0.0,
         "trainable_without_gradient": _without_gradient(tuner, outcome.without_gradient or []),
+        "frozen_added_params": 0 if trainable else _added_params(tuner, clip),
         "train_accuracy": train_eval.accuracy,
         "val_accuracy": val_eval.accuracy,
         "val_loss": val_eval.loss,
@@ -177,6 +178,13 @@ def _without_gradient(tuner: nn.Module, names: list[str]) -> dict:
     train (e.g. a text tower unfrozen under an image-only head); usually a tuner bug."""
     params = dict(tuner.named_parameters())
     return {"count": sum(params[name].numel() for name in names), "tensors": len(names), "names": names[:5]}
+
+
+def _added_params(tuner: nn.Module, clip: nn.Module) -> int:
+    """Parameters a tuner added to CLIP (a head, prompts). With nothing trainable, they are
+    evaluated as initialised: a tuner that froze its own head by mistake, not a zero-shot method."""
+    pretrained = {id(p) for p in clip.parameters()}
+    return sum(p.numel() for p in tuner.parameters() if id(p) not in pretrained)
 
 
 def _identity(x: Tensor) -> Tensor:

@@ -82,7 +82,10 @@ def _experiment_section(record: dict, training: dict | None) -> list[str]:
 
 
 def untrained_note(record: dict) -> str:
-    """A sentence when trainable parameters never got a gradient (they are counted, yet never train)."""
+    """A sentence when parameters that look trained never were: trainable ones no gradient reached,
+    or, with nothing trainable, parameters the tuner added and froze (evaluated as initialised)."""
+    if record.get("frozen_added_params"):
+        return f"nothing is trainable, yet the tuner added {record['frozen_added_params']:,} parameters of its own: they were evaluated as initialised"
     missing = record.get("trainable_without_gradient") or {}
     if not missing.get("count"):
         return ""
