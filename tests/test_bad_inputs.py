@@ -104,7 +104,7 @@ def test_a_prompt_over_the_text_towers_length_is_refused_before_decoding(cli, tm
     long = "a very very very very very very very very very long photo of {}."
     text = tiny_suite_toml(model_dir, image_folder).replace("a photo of a {}.", long)
     code, _, err = _run(cli, tmp_path, text)
-    assert code == 2 and "datasets.colors: prompt 'a very very" in err and "over the model's 16-token text limit" in err
+    assert code == 2 and "datasets.colors: prompt 'a very very" in err and "over the 16-token text limit" in err
 
 
 def test_corrupt_images_are_all_named(cli, tmp_path, tiny_model_dir, image_folder):

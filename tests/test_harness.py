@@ -144,6 +144,19 @@ def test_restoring_the_best_epoch_restores_its_buffers_too():
     assert module.steps_seen.item() == 4.0
 
 
+def test_a_parameter_some_batches_use_is_not_reported_as_unreached():
+    class Sometimes(Scripted):
+        def __init__(self, script):
+            super().__init__(script)
+            self.rarely, self.never, self.steps = nn.Parameter(torch.zeros(())), nn.Parameter(torch.zeros(())), 0
+
+        def forward(self, x):
+            self.steps += self.training
+            return super().forward(x) + (self.rarely if self.training and self.steps == 2 else 0)
+
+    assert _fit(Sometimes([0.5]), epochs=2).without_gradient == ["never"]  # 2 steps an epoch
+
+
 def test_early_stopping_uses_patience_and_min_delta():
     outcome = _fit(Scripted([0.5, 0.8, 0.805, 0.79, 0.81, 0.95]), epochs=6, patience=3, min_delta=0.02)
     assert outcome.stopped_early and len(outcome.history) == 5

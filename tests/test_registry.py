@@ -137,6 +137,21 @@ def test_a_random_dual_prompt_context_is_reachable_from_toml(tmp_path):
     assert plan.error == "" and (plan.config.context_tokens, plan.config.context_init) == (4, None)
 
 
+def test_a_run_recorded_with_relative_paths_resumes_them_from_its_config_files_folder(tmp_path):
+    from vptbench.harness.suite import plan_from_run_dir
+
+    meta = {
+        "suite": "s", "seeds": [0], "config_path": str(tmp_path / "project" / "benchmark.toml"),
+        "config": {
+            "model_name": "m", "model": {"source": "local", "path": "../models/tiny"},
+            "dataset_name": "d", "dataset": {"source": "imagefolder", "path": "data", "class_names": ["a", "b"]},
+            "experiments": {},
+        },
+    }  # fmt: skip
+    plan = plan_from_run_dir(meta)
+    assert (plan.model.path, plan.dataset.path) == (str(tmp_path / "models" / "tiny"), str(tmp_path / "project" / "data"))
+
+
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="config file not found"):
         load_registry(tmp_path / "absent.toml")

@@ -80,7 +80,7 @@ def test_the_report_says_when_the_test_split_lacks_a_class(tmp_path):
 def test_the_report_warns_of_trainable_parameters_that_never_trained(tmp_path):
     record = {**_record("E2", 0, 90), "trainable_without_gradient": {"count": 20, "tensors": 6, "names": ["a", "b", "c", "d", "e"]}}
     write_reports(tmp_path, _meta(), [record])
-    expected = "Warning: 20 of the 30 trainable parameters got no gradient, so they never trained (a, b, c, d, e, …)"
+    expected = "Warning: 20 of the 30 trainable parameters got no gradient in the first epoch, so they did not train (a, b, c, d, e, …)"
     assert expected in (tmp_path / "report.md").read_text()
 
 
@@ -166,6 +166,20 @@ def test_combining_keeps_a_diverged_run_over_one_cut_short(tmp_path):
     for order in (["diverged", "interrupted"], ["interrupted", "diverged"]):
         _, records = combine_run_dirs([tmp_path / name for name in order])
         assert [r["status"] for r in records] == ["diverged"]
+
+
+def test_combining_ignores_where_a_local_model_folder_sits_but_not_which_model_it_is(tmp_path):
+    """Another checkout, another machine, or a run recorded with a relative path: the same model."""
+    from vptbench.results import RUN_FILE, combine_run_dirs, write_json
+
+    def model(**spec):
+        return {"config": {**_meta()["config"], "model": {"source": "local", **spec}, "experiments": {}}}
+
+    for name, spec in (("old", {"path": "../tiny"}), ("new", {"path": "/work/tiny"}), ("other", {"path": "/work/tiny", "attn_implementation": "eager"})):
+        write_json(tmp_path / name / RUN_FILE, {**_meta(), **model(**spec)})
+    assert combine_run_dirs([tmp_path / "old", tmp_path / "new"])[0]["status"] == "combined"
+    with pytest.raises(UsageError, match="they ran with different model"):
+        combine_run_dirs([tmp_path / "new", tmp_path / "other"])
 
 
 def test_combining_compares_each_experiment_with_whichever_directory_ran_it_first(tmp_path):

@@ -98,7 +98,7 @@ def run(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder that receives the run directory.")] = Path("results"),
     resume: Annotated[Path | None, typer.Option(help="Finish an interrupted run directory: keep its finished runs, rerun the rest.")] = None,
-    feature_cache: Annotated[Path | None, typer.Option(help="Folder that keeps frozen-encoder features across runs (keyed by a hash of weights, data and precision).")] = None,
+    feature_cache: Annotated[Path | None, typer.Option(help="Folder that keeps frozen-encoder features across runs (keyed by a hash of weights, model settings, data and precision).")] = None,
     executor: Annotated[str, typer.Option(help="local (this process) or ray (one task per experiment and seed).")] = "local",
     address: Annotated[str | None, typer.Option(help="Ray cluster address (e.g. auto, ray://host:10001); default: start a local Ray instance.")] = None,
     retry_oom: Annotated[bool, typer.Option("--retry-oom", help="On CUDA out-of-memory, retry with gradient accumulation at the same effective batch.")] = False,

@@ -54,19 +54,19 @@ def third_party_disabled() -> bool:
 
 
 def find_plugins() -> dict[str, Plugin]:
-    """Every declared tuner by name. A name two distributions claim is unusable, and says so when
-    used or listed; every other tuner still works."""
-    found: dict[str, Plugin] = {}
+    """Every declared tuner by name. A name several distributions claim is unusable, and says so
+    when used or listed; every other tuner still works."""
+    claims: dict[str, list[Plugin]] = {}
     for plugin in _scan():
-        if not plugin.builtin and third_party_disabled():
-            continue
-        other = found.get(plugin.name)
-        if other and other.distribution != plugin.distribution:
-            plugin = replace(other, conflict=(
-                f"Tuner '{plugin.name}' is registered twice: by {other.distribution} {other.version} "
-                f"and by {plugin.distribution} {plugin.version}. Uninstall one of them."
-            ))  # fmt: skip
-        found[plugin.name] = plugin
+        if plugin.builtin or not third_party_disabled():
+            claims.setdefault(plugin.name, []).append(plugin)
+    found = {}
+    for name, claimants in claims.items():
+        found[name] = claimants[0]
+        if len(claimants) > 1:
+            by = [f"{p.distribution} {p.version}" for p in claimants]
+            conflict = f"Tuner '{name}' is registered {len(by)} times: by {', '.join(by[:-1])} and by {by[-1]}. Uninstall all but one of them."
+            found[name] = replace(claimants[0], conflict=conflict)
     return dict(sorted(found.items()))
 
 

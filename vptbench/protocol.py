@@ -86,7 +86,7 @@ def protocol_problems(obj: Any) -> list[str]:
     """What keeps `obj` from being a usable tuner class (empty when it is one)."""
     if not isinstance(obj, type):
         kind = type(obj).__name__
-        return [f"is {'an' if kind[0] in 'aeiou' else 'a'} {kind}, not a class"]
+        return [f"is {'an' if kind[0].lower() in 'aeiou' else 'a'} {kind}, not a class"]
     problems = []
     config = getattr(obj, "Config", None)
     if not (isinstance(config, type) and issubclass(config, BaseModel)):

@@ -268,8 +268,14 @@ def _measured(record: dict) -> int:
 
 def _setup_difference(first: dict, other: dict) -> str:
     """The model or dataset when two runs' configurations differ in it, else "". Seeds may differ:
-    adding seeds is what combining is for."""
-    return next((key.removesuffix("_name") for key in ("model_name", "model", "dataset_name", "dataset") if first.get(key) != other.get(key)), "")
+    adding seeds is what combining is for; so may where a local folder sits (another checkout,
+    another machine, or a run recorded before paths were made absolute)."""
+
+    def located_anywhere(spec):
+        return {k: v for k, v in spec.items() if k != "path"} if isinstance(spec, dict) else spec
+
+    keys = ("model_name", "model", "dataset_name", "dataset")
+    return next((key.removesuffix("_name") for key in keys if located_anywhere(first.get(key)) != located_anywhere(other.get(key))), "")
 
 
 def _settings_difference(first: dict, other: dict) -> str:

@@ -26,7 +26,7 @@ def tokenize(tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> dict[str, 
     batch = tokenizer(texts, padding=True, return_tensors="pt", verbose=False)
     for text, length in zip(texts, batch["attention_mask"].sum(dim=1).tolist(), strict=True):
         if length > limit:
-            raise DataError(f"prompt {text!r} is {length} tokens, over the model's {limit}-token text limit")
+            raise DataError(f"prompt {text!r} is {length} tokens, over the {limit}-token text limit")
     return {key: batch[key] for key in ("input_ids", "attention_mask")}
 
 

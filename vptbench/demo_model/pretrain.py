@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPTokenizer
 
 from . import corpus
-from .digits import levels_to_image, load_digit_images
+from .digits import levels_to_image
 from .tokenizer import MAX_LENGTH, build_tokenizer, special_token_ids
 
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "assets" / "demo-clip"
@@ -145,12 +145,9 @@ def _features(out) -> torch.Tensor:
 def digits_train_split(processor: CLIPImageProcessorPil) -> tuple[torch.Tensor, torch.Tensor]:
     """The 70 % of sklearn digits the benchmark trains and validates on: a recipe checked on this
     number never sees the benchmark's stratified 30 % test split."""
-    from sklearn.model_selection import train_test_split
+    from vptbench.data.sources import BUILTIN_DATASETS
 
-    images, labels = load_digit_images()
-    train_images, _, train_labels, _ = train_test_split(
-        images, labels, test_size=0.3, stratify=labels, random_state=0
-    )
+    train_images, train_labels = BUILTIN_DATASETS["sklearn-digits"]()["train"]
     return pixels(train_images, processor), torch.tensor(train_labels)
 
 

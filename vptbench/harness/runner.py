@@ -102,12 +102,14 @@ def run_one(bench: Workbench, plan: PlannedExperiment, seed: int, observer: Obse
     pixels = bench.normalizer()
     data, transform, logits_fn, features_from = bench.data, pixels, tuner, None
     if uses_cached_features(tuner):
-        _check_frozen_encoder(tuner, pixels(bench.data.train.pixels[:1]))
+        with precision.autocast():
+            _check_frozen_encoder(tuner, pixels(bench.data.train.pixels[:1]))
         key = tuner.feature_key() if callable(getattr(tuner, "feature_key", None)) else None
         with phase("encoding features"):
             data, features_from = bench.features.get(key, precision.name, clip, bench.data, lambda: _encode(tuner, bench.data, pixels, plan.training.eval_batch_size, precision))
         transform, logits_fn = _identity, tuner.classify
-    _check_logits(tuner, logits_fn, transform(data.train.pixels[:2]), bench.task.num_classes)
+    with precision.autocast():
+        _check_logits(tuner, logits_fn, transform(data.train.pixels[:2]), bench.task.num_classes)
     if plan.training.compile:
         logits_fn = torch.compile(logits_fn)
     splits = make_splits(data, plan.training.val_fraction, seed)
@@ -141,7 +143,7 @@ def run_one(bench: Workbench, plan: PlannedExperiment, seed: int, observer: Obse
         "trainable_params": trainable,
         "total_params": total,
         "trainable_percent": 100.0 * trainable / total if total else 0.0,
-        "trainable_without_gradient": _without_gradient(tuner, outcome.without_gradient or []),
+        "trainable_without_gradient": _without_gradient(tuner, outcome.without_gradient),
         "frozen_added_params": 0 if trainable else _added_params(tuner, clip),
         "train_accuracy": train_eval.accuracy,
         "val_accuracy": val_eval.accuracy,

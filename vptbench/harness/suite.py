@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from vptbench.harness.runner import Observer, PlannedExperiment, Workbench
 from vptbench.models import LoadedModel, load_model
 from vptbench.protocol import Task
 from vptbench.registry import DatasetSpec, Experiment, ModelSpec, Registry, Suite, Training
-from vptbench.registry.load import validate
+from vptbench.registry.load import paths_from, validate
 from vptbench.reporting import write_reports
 from vptbench.results import (
     RUN_FILE,
@@ -95,11 +96,12 @@ def plan_experiments(
     return plans
 
 
+@cache
 def _forbidding_unknown_keys(config: type[BaseModel]) -> type[BaseModel]:
     """A plugin's Config as pydantic builds it by default ignores keys it does not know, so a typo in
     params would silently run the default; checked through this stricter copy, it is an error.
-    A Config that declares `extra="allow"` keeps it."""
-    if config.model_config.get("extra") not in (None, "ignore"):
+    A Config that declares its own `extra` keeps it."""
+    if config.model_config.get("extra") is not None:
         return config
     return type(config.__name__, (config,), {"model_config": {**config.model_config, "extra": "forbid"}, "__module__": config.__module__})
 
@@ -181,9 +183,10 @@ def _plan_from_meta(meta: dict) -> SuitePlan:
             experiments.append(PlannedExperiment(experiment_id, spec, training, None, None, str(exc), exc.traceback))
             continue
         experiments.append(PlannedExperiment(experiment_id, spec, training, tuner, tuner.Config.model_validate(entry["params"])))
+    folder = Path(meta["config_path"]).parent  # a run recorded before paths were made absolute
     return SuitePlan(
-        meta["suite"], config["model_name"], ModelSpec.model_validate(config["model"]),
-        config["dataset_name"], DatasetSpec.model_validate(config["dataset"]), experiments, list(meta["seeds"]),
+        meta["suite"], config["model_name"], paths_from(folder, ModelSpec.model_validate(config["model"])),
+        config["dataset_name"], paths_from(folder, DatasetSpec.model_validate(config["dataset"])), experiments, list(meta["seeds"]),
         meta["config_path"],
     )  # fmt: skip
 

@@ -65,7 +65,7 @@ class FitOutcome:
     diverged_epoch: int | None = None
     train_seconds: float = 0.0
     eval_seconds: float = 0.0
-    without_gradient: list[str] | None = None  # trainable parameters the first step left without a gradient
+    without_gradient: list[str] = field(default_factory=list)  # trainable parameters no step of the first epoch reached
 
     def history_rows(self) -> list[dict]:
         return [asdict(record) for record in self.history]
@@ -188,14 +188,15 @@ def fit(
     convergence = training.convergence
     outcome = FitOutcome()
     best_accuracy, best_state, since_best = -math.inf, _snapshot(module), 0
+    unreached = dict(named)
     for epoch in range(1, training.epochs + 1):
         start = clock(device)
         module.train()
         losses, predicted, labels = [], [], []
         for x, y in train.iterate(training.batch_size, generator):
             loss, logits = train_step(logits_fn, x, y, optimizer, precision, training.accumulation_steps)
-            if outcome.without_gradient is None:  # counted as trainable, but nothing reaches them
-                outcome.without_gradient = [name for name, p in named if p.grad is None]
+            if epoch == 1:  # counted as trainable, yet no batch reaches them (each step: zero_grad unsets)
+                unreached = {name: p for name, p in unreached.items() if p.grad is None}
             losses.append(loss)
             predicted.append(logits.argmax(dim=-1))
             labels.append(y)
@@ -232,6 +233,7 @@ def fit(
             outcome.stopped_early = True
             break
     _restore(module, best_state)
+    outcome.without_gradient = list(unreached)
     outcome.epochs_to_converge = epochs_to_converge(outcome.history, convergence.tolerance)
     return outcome
 
@@ -246,16 +248,18 @@ def epochs_to_converge(history: list[EpochRecord], tolerance: float) -> int:
 
 
 def _snapshot(module: nn.Module) -> dict[str, Tensor]:
-    """What training changes: the trainable parameters and every buffer (a plugin's batch-norm
-    statistics go with the weights they were measured for). Kept in host memory: a device copy
-    would add a model's worth to the strategy's measured peak (a quarter more for full fine-tuning
-    with Adam)."""
+    """What training changes: the trainable parameters and the persistent buffers (a plugin's
+    batch-norm statistics go with the weights they were measured for; non-persistent ones, such as
+    position ids, are constants). Kept in host memory: a device copy would add a model's worth to
+    the strategy's measured peak (a quarter more for full fine-tuning with Adam)."""
     state = {name: p.detach().to("cpu", copy=True) for name, p in module.named_parameters() if p.requires_grad}
-    return state | {name: b.detach().to("cpu", copy=True) for name, b in module.named_buffers()}
+    params = {id(p) for p in module.parameters()}
+    persistent = {name: b for name, b in module.state_dict(keep_vars=True).items() if id(b) not in params}
+    return state | {name: b.detach().to("cpu", copy=True) for name, b in persistent.items()}
 
 
 @torch.no_grad()
 def _restore(module: nn.Module, state: dict[str, Tensor]) -> None:
-    tensors = dict(module.named_parameters()) | dict(module.named_buffers())
+    tensors = module.state_dict(keep_vars=True)
     for name, value in state.items():
         tensors[name].copy_(value)

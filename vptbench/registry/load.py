@@ -5,18 +5,19 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from vptbench.errors import ConfigError
-from vptbench.registry.schema import Registry
+from vptbench.registry.schema import DatasetSpec, ModelSpec, Registry
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
+Spec = TypeVar("Spec", ModelSpec, DatasetSpec)
 PACKAGED_CONFIG = Path(__file__).resolve().parent.parent / "benchmark.toml"
 
 
@@ -42,20 +43,17 @@ def load_registry(path: Path | None = None) -> tuple[Registry, Path]:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: malformed TOML: {exc}") from None
     registry = validate(Registry, data, path)
-    return _paths_from(path.parent, registry), path
+    models = {name: paths_from(path.parent, spec) for name, spec in registry.models.items()}
+    datasets = {name: paths_from(path.parent, spec) for name, spec in registry.datasets.items()}
+    return registry.model_copy(update={"models": models, "datasets": datasets}), path
 
 
-def _paths_from(folder: Path, registry: Registry) -> Registry:
-    """Relative model and dataset `path`s are relative to the config file, as a user reading it
-    expects, not to wherever vptbench is started (or resumed) from; run.json records them absolute."""
-
-    def absolute(specs: dict) -> dict:
-        return {
-            name: spec.model_copy(update={"path": os.path.normpath(folder.absolute() / Path(spec.path).expanduser())}) if spec.path else spec
-            for name, spec in specs.items()
-        }
-
-    return registry.model_copy(update={"models": absolute(registry.models), "datasets": absolute(registry.datasets)})
+def paths_from(folder: Path, spec: Spec) -> Spec:
+    """A relative model or dataset `path` is relative to the config file, as a user reading it
+    expects, not to wherever vptbench is started (or resumed) from; run.json records it absolute."""
+    if not spec.path:
+        return spec
+    return spec.model_copy(update={"path": os.path.normpath(folder.absolute() / Path(spec.path).expanduser())})
 
 
 def validate(model: type[BaseModel], data: Any, path: Path, prefix: str = "") -> Any:

@@ -90,7 +90,7 @@ def untrained_note(record: dict) -> str:
     if not missing.get("count"):
         return ""
     names = ", ".join(missing["names"]) + (", …" if missing["tensors"] > len(missing["names"]) else "")
-    return f"{missing['count']:,} of the {record['trainable_params']:,} trainable parameters got no gradient, so they never trained ({names})"
+    return f"{missing['count']:,} of the {record['trainable_params']:,} trainable parameters got no gradient in the first epoch, so they did not train ({names})"
 
 
 def _training_line(training: dict, record: dict) -> str:

@@ -78,8 +78,8 @@ class FrozenFeatureTuner(nn.Module):
         return self
 
     def feature_key(self) -> str:
-        """Tuners that inherit this `encode` share their cached features; a subclass that overrides
-        it encodes differently, so it gets features of its own."""
+        """Tuners that inherit this `encode` share their cached features, and one that overrides it
+        gets its own; an `encode` that reads the tuner's params must name them in its own key."""
         encode = type(self).encode
         return f"{encode.__module__}.{encode.__qualname__}"
 
