@@ -171,3 +171,13 @@ def test_synthetic_brain_mri_has_the_study_split_sizes():
     raw = BUILTIN_DATASETS["synthetic-brain-mri"]()
     assert [len(raw[s][1]) for s in ("train", "test")] == [480, 320]
     assert sorted(set(raw["train"][1])) == [0, 1, 2, 3] and raw["train"][0][0].size == (256, 256)
+
+
+def test_several_bad_params_are_named_in_one_line(tmp_path):
+    registry, path = _load(tmp_path, VALID.replace("{ num_tokens = 4 }", '{ num_tokens = 0, dropuot = 0.1, hed = "x", extra = 1 }'))
+    with pytest.raises(ConfigError) as error:
+        plan_experiments("demo", registry.suites["demo"], path, ["E1"])
+    message = str(error.value)
+    assert "\n" not in message and message.startswith(f"{path}: suites.demo.experiments.E1.params.")
+    assert message.count("suites.demo.experiments.E1.params.") == 3 and message.endswith("(+1 more)")
+    assert "num_tokens: Input should be greater than or equal to 1" in message and "dropuot: unknown key" in message

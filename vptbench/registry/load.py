@@ -64,16 +64,20 @@ def validate(model: type[BaseModel], data: Any, path: Path, prefix: str = "") ->
         raise ConfigError(format_validation_error(exc, path, prefix)) from None
 
 
-def format_validation_error(exc: ValidationError, path: Path, prefix: str = "") -> str:
-    """One line for the first error, with a count of the others."""
+def format_validation_error(exc: ValidationError, path: Path, prefix: str = "", shown: int = 3) -> str:
+    """One line naming the first few errors (all of a small table's typos at once), with a count of
+    the others."""
     errors = exc.errors(include_url=False)
-    first = errors[0]
-    loc = ".".join(str(part) for part in (*filter(None, prefix.split(".")), *first["loc"]))
-    message = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "extra_forbidden":
+    parts = [_one_error(error, prefix) for error in errors[:shown]]
+    more = f" (+{len(errors) - shown} more)" if len(errors) > shown else ""
+    return f"{path}: {'; '.join(parts)}{more}"
+
+
+def _one_error(error: dict, prefix: str) -> str:
+    loc = ".".join(str(part) for part in (*filter(None, prefix.split(".")), *error["loc"]))
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
         message = "unknown key"
-    elif first["type"] == "missing":
+    elif error["type"] == "missing":
         message = "required key is missing"
-    more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
-    where = f"{loc}: " if loc else ""
-    return f"{path}: {where}{message}{more}"
+    return f"{loc}: {message}" if loc else message
