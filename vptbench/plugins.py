@@ -28,7 +28,7 @@ class Plugin:
     distribution: str
     version: str
     entry_point: EntryPoint
-    conflict: str = ""  # set when two distributions claim the name: then neither is used
+    conflict: str = ""  # set when several distributions claim the name: then none of them is used
 
     @property
     def builtin(self) -> bool:
