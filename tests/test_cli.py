@@ -108,6 +108,19 @@ def test_bad_inputs_get_one_line_and_exit_code_2(cli, tmp_path, tiny_model_dir, 
     assert not (tmp_path / "out").exists()  # nothing half-written
 
 
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (["--device", "tpu"], "--device: 'tpu' is not a device vptbench runs on"),
+        (["--executor", "dask"], "--executor: 'dask' is not one of local, ray"),
+        (["--address", "auto"], "--address goes with --executor ray"),
+    ],
+)
+def test_a_dry_run_refuses_the_options_a_real_run_refuses(cli, tiny_config, options, expected):
+    code, out, err = cli("run", "E1", "--config", tiny_config, "--dry-run", *options)
+    assert code == 2 and err.startswith(f"error: {expected}") and len(err.strip().splitlines()) == 1 and out == "", err
+
+
 def test_relative_paths_are_relative_to_the_config_file(cli, tmp_path, tiny_model_dir, image_folder, monkeypatch):
     """Wherever the run starts or resumes from; run.json records them absolute."""
     project = tmp_path / "project"

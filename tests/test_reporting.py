@@ -151,6 +151,10 @@ def test_combining_keeps_a_good_run_over_a_failed_one_and_refuses_other_suites(t
     write_json(tmp_path / "other" / RUN_FILE, {**meta, "suite": "other"})
     with pytest.raises(UsageError, match="cannot combine runs of different suites: other, s"):
         combine_run_dirs([tmp_path / "good", tmp_path / "other"])
+    for name in ("small", "bigger"):
+        write_json(tmp_path / name / RUN_FILE, {**meta, "config": {**meta["config"], "model_name": name}})
+    with pytest.raises(UsageError, match=r"they ran with different model \('small' and 'bigger'\)"):
+        combine_run_dirs([tmp_path / "small", tmp_path / "bigger"])
 
 
 def test_combining_keeps_a_diverged_run_over_one_cut_short(tmp_path):
@@ -178,7 +182,7 @@ def test_combining_ignores_where_a_local_model_folder_sits_but_not_which_model_i
     for name, spec in (("old", {"path": "../tiny"}), ("new", {"path": "/work/tiny"}), ("other", {"path": "/work/tiny", "attn_implementation": "eager"})):
         write_json(tmp_path / name / RUN_FILE, {**_meta(), **model(**spec)})
     assert combine_run_dirs([tmp_path / "old", tmp_path / "new"])[0]["status"] == "combined"
-    with pytest.raises(UsageError, match="they ran with different model"):
+    with pytest.raises(UsageError, match=r"they ran with different model \(both named 'm', declared differently\)"):
         combine_run_dirs([tmp_path / "new", tmp_path / "other"])
 
 

@@ -126,22 +126,23 @@ def run(
     else:
         plan = _plan_from_registry(ids, all_, suite, config, seeds, epochs, compile_model, model, dataset)
     _quiet_libraries()
+    resolve_device(device)  # a bad device, executor or address is refused with --dry-run too
+    if executor not in ("local", "ray"):
+        raise UsageError(f"--executor: '{executor}' is not one of local, ray")
+    if address and executor != "ray":
+        raise UsageError("--address goes with --executor ray")
     if dry_run:
         return _dry_run(plan, as_json)
     unusable = [p for p in plan.experiments if p.error]
     if unusable and len(unusable) == len(plan.experiments):  # nothing could run: fail before loading anything
         more = f" (+{len(unusable) - 1} more)" if len(unusable) > 1 else ""
         raise PluginError(f"no selected experiment can run; {unusable[0].id}: {unusable[0].error}{more}")
-    resolve_device(device)  # a bad device, an unwritable folder or a busy run fail before anything loads
+    # an unwritable folder or a busy run fails before anything loads
     for what, folder in (("--output: cannot write results to", None if resume else output), ("--feature-cache: cannot write to", feature_cache)):
         if folder is not None and (problem := folder_problem(folder)):
             raise UsageError(f"{what} '{folder}': {problem}")
     if resume:
         RunLock(resume).check_free()
-    if executor not in ("local", "ray"):
-        raise UsageError(f"--executor: '{executor}' is not one of local, ray")
-    if address and executor != "ray":
-        raise UsageError("--address goes with --executor ray")
     runner = _make_executor(executor, address, device)
     result = _execute(plan, device, resume or output, bool(resume), quiet, finished, retry_oom, feature_cache, runner)
     _finish(result, plan.suite, as_json)

@@ -274,8 +274,13 @@ def _setup_difference(first: dict, other: dict) -> str:
     def located_anywhere(spec):
         return {k: v for k, v in spec.items() if k != "path"} if isinstance(spec, dict) else spec
 
-    keys = ("model_name", "model", "dataset_name", "dataset")
-    return next((key.removesuffix("_name") for key in keys if located_anywhere(first.get(key)) != located_anywhere(other.get(key))), "")
+    for what in ("model", "dataset"):
+        names = first.get(f"{what}_name"), other.get(f"{what}_name")
+        if names[0] != names[1]:
+            return f"{what} ('{names[0]}' and '{names[1]}')"
+        if located_anywhere(first.get(what)) != located_anywhere(other.get(what)):
+            return f"{what} (both named '{names[0]}', declared differently)"
+    return ""
 
 
 def _settings_difference(first: dict, other: dict) -> str:
