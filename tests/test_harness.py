@@ -182,7 +182,7 @@ def test_a_diverged_run_counts_the_epoch_that_diverged_as_run():
             self.steps += self.training
             return super().classify(features) * (float("nan") if self.steps > 12 else 1.0)
 
-    plan = PlannedExperiment("E", Experiment(tuner="linear-probe"), Training(epochs=5, batch_size=8), ExplodingInEpoch3, LinearProbe.Config())
+    plan = _plan("linear-probe", epochs=5, tuner=ExplodingInEpoch3)
     record = run_one(_bench(), plan, 0, QuietObserver())
     assert record["status"] == "diverged" and record["error"] == "non-finite training loss at epoch 3"
     assert record["epochs_run"] == 3 and len(record["history"]) == 2
@@ -194,8 +194,9 @@ def _bench(data=None):
     return Workbench(type("M", (), {"clip": clip})(), data or _data(), task, torch.device("cpu"))
 
 
-def _plan(name, epochs=3, training=None, **params):
-    tuner = load_tuner(name)
+def _plan(name, epochs=3, training=None, tuner=None, **params):
+    """Experiment E of the built-in `name`, or of a test's own `tuner` class derived from it."""
+    tuner = tuner or load_tuner(name)
     settings = Training(epochs=epochs, batch_size=8, **(training or {}))
     return PlannedExperiment("E", Experiment(tuner=name, params=params), settings, tuner, tuner.Config(**params))
 
@@ -384,7 +385,7 @@ def test_a_feature_tuner_whose_encode_trains_fails_instead_of_silently_freezing_
             super().__init__(config, clip, task)
             clip.visual_projection.requires_grad_(True)
 
-    plan = PlannedExperiment("E", Experiment(tuner="linear-probe"), Training(epochs=2, batch_size=8), TrainsItsEncoder, LinearProbe.Config())
+    plan = _plan("linear-probe", epochs=2, tuner=TrainsItsEncoder)
     record = run_guarded(_bench(), plan, 0, QuietObserver(), retry_oom=False)
     assert record["status"] == "failed"
     assert record["error"].startswith("TrainsItsEncoder.encode depends on trainable parameters, but the harness encodes once and trains only classify")
@@ -400,7 +401,7 @@ def test_logits_of_the_wrong_shape_fail_the_run_with_the_tuners_name(bad):
             logits = super().forward(pixel_values)
             return torch.cat([logits, logits[:, :1] + 100], dim=1) if bad == "extra column" else logits[:, 0]
 
-    plan = PlannedExperiment("E", Experiment(tuner="vpt-shallow"), Training(epochs=1, batch_size=8), WrongShape, VptShallow.Config(num_tokens=2))
+    plan = _plan("vpt-shallow", epochs=1, tuner=WrongShape, num_tokens=2)
     record = run_guarded(_bench(), plan, 0, QuietObserver(), retry_oom=False)
     expected = "(2, 4)" if bad == "extra column" else "(2,)"
     assert record["status"] == "failed" and record["error"] == f"WrongShape returned logits of shape {expected}, expected (batch, classes) = (2, 3)"
@@ -423,7 +424,7 @@ def test_trainable_parameters_no_gradient_reaches_are_named():
             super().__init__(config, clip, task)
             clip.text_model.requires_grad_(True)  # the image features never use it
 
-    plan = PlannedExperiment("E", Experiment(tuner="linear-probe"), Training(epochs=1, batch_size=8), UnfreezesTheTextTower, LinearProbe.Config())
+    plan = _plan("linear-probe", epochs=1, tuner=UnfreezesTheTextTower)
     record = run_one(_bench(), plan, 0, QuietObserver())
     text_params = sum(p.numel() for p in _bench().model.clip.text_model.parameters())
     assert record["trainable_without_gradient"]["count"] == text_params
@@ -440,7 +441,7 @@ def test_a_tuner_that_freezes_its_own_head_is_flagged_and_zero_shot_is_not():
             super().__init__(config, clip, task)
             self.head.requires_grad_(False)
 
-    plan = PlannedExperiment("E", Experiment(tuner="linear-probe"), Training(epochs=1, batch_size=8), FrozenHead, LinearProbe.Config())
+    plan = _plan("linear-probe", epochs=1, tuner=FrozenHead)
     frozen = run_one(_bench(), plan, 0, QuietObserver())
     assert frozen["frozen_added_params"] == 32 * 3 + 3 and frozen["epochs_run"] == 0
     assert untrained_note(frozen) == "nothing is trainable, yet the tuner added 99 parameters of its own: they were evaluated as initialised"
