@@ -84,6 +84,33 @@ def test_the_declared_optimiser_is_built_with_its_settings(name, kind):
     assert bool((params[0] < 1).all())  # weight decay alone shrinks the weights
 
 
+@pytest.mark.parametrize("name", ["adam", "adamw", "sgd"])
+@pytest.mark.parametrize("accumulation", [1, 2])
+def test_cpu_training_steps_are_bit_identical_to_the_plain_pytorch_loop(name, accumulation):
+    """On CPU the harness changes no numerics: its steps give the very weights of `zero_grad`,
+    `backward`, `step` with torch's own optimiser (a fused kernel would differ in the last bits)."""
+    from vptbench.harness.trainer import make_optimizer, train_step
+
+    generator = torch.Generator().manual_seed(0)
+    x, y = torch.randn(96, 16, generator=generator), torch.randint(0, 4, (96,), generator=generator)
+    ours, plain = nn.Linear(16, 4), nn.Linear(16, 4)
+    plain.load_state_dict(ours.state_dict())
+    training = Training(optimizer=name, lr=0.05, weight_decay=0.01)
+    optimizer = make_optimizer(list(ours.parameters()), training, torch.device("cpu"))
+    kind = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}.get(name)
+    reference = kind(plain.parameters(), lr=0.05, weight_decay=0.01) if kind else torch.optim.SGD(plain.parameters(), lr=0.05, momentum=0.9, weight_decay=0.01)
+    for xb, yb in zip(x.split(32) * 3, y.split(32) * 3, strict=True):
+        train_step(ours, xb, yb, optimizer, Precision("fp32", torch.device("cpu")), accumulation)
+        reference.zero_grad()
+        if accumulation == 1:
+            nn.functional.cross_entropy(plain(xb), yb).backward()
+        else:  # the micro-batches' mean losses, weighed by their share of the batch
+            for xm, ym in zip(xb.chunk(accumulation), yb.chunk(accumulation), strict=True):
+                (nn.functional.cross_entropy(plain(xm), ym) * (len(ym) / len(yb))).backward()
+        reference.step()
+    assert torch.equal(ours.weight, plain.weight) and torch.equal(ours.bias, plain.bias)
+
+
 def test_epochs_to_converge_is_first_epoch_within_tolerance_of_best():
     assert epochs_to_converge(_history([0.5, 0.80, 0.895, 0.90, 0.88]), 0.01) == 3
     assert epochs_to_converge(_history([0.5, 0.80, 0.895, 0.90, 0.88]), 0.0) == 4

@@ -14,15 +14,12 @@ from vptbench.protocol import Task
 HeadKind = Literal["linear", "text"]
 
 
-class LinearHead(nn.Module):
-    """A trainable linear classifier on the projected features (the reference study's head)."""
+class LinearHead(nn.Linear):
+    """A trainable linear classifier on the projected features (the reference study's head); a
+    `Linear` itself rather than a wrapper, since each module call is a share of a small head's step."""
 
     def __init__(self, clip: CLIPModel, task: Task, bias: bool = True) -> None:
-        super().__init__()
-        self.linear = nn.Linear(clip.config.projection_dim, task.num_classes, bias=bias)
-
-    def forward(self, features: Tensor) -> Tensor:
-        return self.linear(features)
+        super().__init__(clip.config.projection_dim, task.num_classes, bias=bias)
 
 
 class TextHead(nn.Module):
