@@ -133,27 +133,51 @@ def test_shipped_plugins_run_from_a_toml_experiment_like_builtins(cli, tmp_path,
     assert runs["B1"]["status"] == "ok"
 
 
-def test_a_plugin_config_that_ignores_unknown_keys_still_rejects_a_typo(fake_distribution, tmp_path, tiny_config):
-    """pydantic's default drops unknown keys: a misspelt param would silently run the default."""
+def test_a_typo_in_params_is_rejected_at_any_depth_unless_a_model_takes_unknown_keys(fake_distribution, tmp_path, tiny_config):
+    """pydantic's default drops unknown keys, in nested tables too: a misspelt param would silently
+    run the default. A model that declares it takes unknown keys keeps them."""
     from vptbench.errors import ConfigError
     from vptbench.harness.suite import plan_experiments, select_suite
     from vptbench.registry import load_registry
 
     (tmp_path / "loose_tuner.py").write_text(
-        "from pydantic import BaseModel\n"
+        "from pydantic import BaseModel, ConfigDict\n"
+        "from vptbench.protocol import TunerConfig\n"
         "from vptbench.tuners.linear_probe import LinearProbe\n\n"
+        "class Schedule(BaseModel):\n"
+        "    warmup: int = 0\n\n"
+        "class Extras(BaseModel):\n"
+        "    model_config = ConfigDict(extra='allow')\n\n"
         "class LooseTuner(LinearProbe):\n"
         "    class Config(BaseModel):\n"
+        "        bias: bool = True\n\n"
+        "class NestedTuner(LinearProbe):\n"
+        "    class Config(TunerConfig):\n"
         "        bias: bool = True\n"
+        "        schedules: list[Schedule] = []\n\n"
+        "class OpenTuner(LinearProbe):\n"
+        "    class Config(TunerConfig):\n"
+        "        bias: bool = True\n"
+        "        extras: Extras | None = None\n"
     )
-    fake_distribution("loose", {"loose": "loose_tuner:LooseTuner"})
-    for params, error in (("{ bais = false }", r"suites\.s\.experiments\.E9\.params\.bais: unknown key"), ("{ bias = false }", None)):
-        tiny_config.write_text(tiny_config.read_text().split("[suites.s.experiments.E9]")[0] + f'[suites.s.experiments.E9]\ntuner = "loose"\nparams = {params}\n')
+    fake_distribution("loose", {"loose": "loose_tuner:LooseTuner", "nested": "loose_tuner:NestedTuner", "open": "loose_tuner:OpenTuner"})
+    cases = (
+        ("loose", "{ bais = false }", r"suites\.s\.experiments\.E9\.params\.bais: unknown key"),
+        ("loose", "{ bias = false }", None),
+        ("nested", "{ schedules = [{ warmup = 2 }, { wramup = 3 }] }", r"suites\.s\.experiments\.E9\.params\.schedules\.1\.wramup: unknown key"),
+        ("nested", "{ schedules = [{ warmup = 2 }] }", None),
+        ("open", "{ extras = { anything = 1 } }", None),
+    )
+    plans = {}
+    for tuner, params, error in cases:
+        tiny_config.write_text(tiny_config.read_text().split("[suites.s.experiments.E9]")[0] + f'[suites.s.experiments.E9]\ntuner = "{tuner}"\nparams = {params}\n')
         registry, path = load_registry(tiny_config)
         name, suite = select_suite(registry, "s")
         if error:
             with pytest.raises(ConfigError, match=error):
                 plan_experiments(name, suite, path, ["E9"])
         else:
-            (plan,) = plan_experiments(name, suite, path, ["E9"])
-            assert type(plan.config) is plan.tuner.Config and plan.config.bias is False
+            (plans[tuner],) = plan_experiments(name, suite, path, ["E9"])
+            assert type(plans[tuner].config) is plans[tuner].tuner.Config
+    assert plans["loose"].config.bias is False and plans["nested"].config.schedules[0].warmup == 2
+    assert plans["open"].config.extras.anything == 1  # the open model kept its unknown key

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import typing
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -90,20 +91,30 @@ def plan_experiments(
         except PluginError as exc:  # a broken plugin fails its own experiments, not the suite
             plans.append(PlannedExperiment(experiment_id, spec, training, None, None, str(exc), exc.traceback))
             continue
-        validate(_forbidding_unknown_keys(tuner.Config), spec.params, config_path, prefix=f"{where}.params")
-        config = validate(tuner.Config, spec.params, config_path, prefix=f"{where}.params")
+        extra = None if _declares_lenient_extra(tuner.Config) else "forbid"
+        config = validate(tuner.Config, spec.params, config_path, prefix=f"{where}.params", extra=extra)
         plans.append(PlannedExperiment(experiment_id, spec, training, tuner, config))
     return plans
 
 
-@cache
-def _forbidding_unknown_keys(config: type[BaseModel]) -> type[BaseModel]:
-    """A plugin's Config as pydantic builds it by default ignores keys it does not know, so a typo in
-    params would silently run the default; checked through this stricter copy, it is an error.
-    A Config that declares its own `extra` keeps it."""
-    if config.model_config.get("extra") is not None:
-        return config
-    return type(config.__name__, (config,), {"model_config": {**config.model_config, "extra": "forbid"}, "__module__": config.__module__})
+def _declares_lenient_extra(model: type[BaseModel], seen: set[type] | None = None) -> bool:
+    """Whether the Config, or a model nested in it, declares that it takes unknown keys. pydantic's
+    default silently drops them, at any depth, so a typo in params would run the default; unless a
+    model says otherwise, params are validated with unknown keys forbidden throughout."""
+    seen = seen if seen is not None else set()
+    if model in seen:
+        return False
+    seen.add(model)
+    if model.model_config.get("extra") in ("allow", "ignore"):
+        return True
+    return any(_declares_lenient_extra(nested, seen) for field in model.model_fields.values() for nested in _models_in(field.annotation))
+
+
+def _models_in(annotation: Any) -> Iterator[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        yield annotation
+    for argument in typing.get_args(annotation):
+        yield from _models_in(argument)
 
 
 def check_experiments(suite_name: str, suite: Suite, config_path: Path) -> list[dict]:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
+from pydantic.config import ExtraValues
 
 from vptbench.errors import ConfigError
 from vptbench.registry.schema import DatasetSpec, ModelSpec, Registry
@@ -56,10 +57,11 @@ def paths_from(folder: Path, spec: Spec) -> Spec:
     return spec.model_copy(update={"path": os.path.normpath(folder.absolute() / Path(spec.path).expanduser())})
 
 
-def validate(model: type[BaseModel], data: Any, path: Path, prefix: str = "") -> Any:
-    """Validate `data` against `model`; errors carry the file and the TOML path of the culprit."""
+def validate(model: type[BaseModel], data: Any, path: Path, prefix: str = "", extra: ExtraValues | None = None) -> Any:
+    """Validate `data` against `model` (`extra` overrides how every model in it treats unknown keys);
+    errors carry the file and the TOML path of the culprit."""
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, extra=extra)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, path, prefix)) from None
 
