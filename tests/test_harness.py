@@ -111,6 +111,35 @@ def test_cpu_training_steps_are_bit_identical_to_the_plain_pytorch_loop(name, ac
     assert torch.equal(ours.weight, plain.weight) and torch.equal(ours.bias, plain.bias)
 
 
+@pytest.mark.parametrize("name", ["adam", "adamw", "sgd"])
+def test_the_cuda_optimiser_survives_a_skipped_first_step_and_a_late_parameter(name):
+    """Built for CUDA (fused Adam), run here on CPU tensors, which torch's CPU kernels accept: a first
+    step that fp16 loss scaling skips, then a parameter first reached at step three, must train as the
+    reference optimiser does. Fused SGD failed both: garbage momentum, then a crash."""
+    from vptbench.harness.trainer import make_optimizer, train_step
+
+    class Late(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b, self.calls = nn.Linear(4, 3), nn.Linear(4, 3), 0
+
+        def forward(self, x):
+            self.calls += 1
+            return self.a(x) + (self.b(x) if self.calls > 2 else 0)
+
+    weights = []
+    for device in ("cuda", "cpu"):
+        torch.manual_seed(0)
+        model, generator = Late(), torch.Generator().manual_seed(1)
+        optimizer = make_optimizer(list(model.parameters()), Training(optimizer=name, lr=0.05), torch.device(device))
+        precision = Precision("fp16", torch.device("cpu"))  # loss scaling, as on a pre-Ampere card
+        y = torch.tensor([0, 1, 2, 0])
+        for x in (torch.full((4, 4), 1e36), *torch.randn(3, 4, 4, generator=generator)):  # the first overflows
+            train_step(model, x, y, optimizer, precision)
+        weights.append(torch.cat([p.detach().reshape(-1) for p in model.parameters()]))
+    assert torch.isfinite(weights[0]).all() and torch.allclose(weights[0], weights[1], atol=1e-5)
+
+
 def test_epochs_to_converge_is_first_epoch_within_tolerance_of_best():
     assert epochs_to_converge(_history([0.5, 0.80, 0.895, 0.90, 0.88]), 0.01) == 3
     assert epochs_to_converge(_history([0.5, 0.80, 0.895, 0.90, 0.88]), 0.0) == 4

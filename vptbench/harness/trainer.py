@@ -130,14 +130,18 @@ def evaluate(
 
 
 def make_optimizer(params: list[nn.Parameter], training: Training, device: torch.device) -> torch.optim.Optimizer:
-    """The harness's optimiser: fused kernels on CUDA; elsewhere the reference single-tensor
-    implementation, named outright (left to choose, Adam checks every tensor again each step)."""
-    kernel = {"fused": True} if device.type == "cuda" else {"foreach": False}
+    """The harness's optimiser: fused Adam on CUDA; elsewhere, and for SGD everywhere, torch's choice
+    of kernel, named outright on CPU (left to choose, Adam checks every tensor again each step).
+
+    Fused SGD is left out: it allocates momentum uninitialised, so a first step that loss scaling
+    skips leaves garbage momentum, and it fails on a parameter first reached after step one."""
+    cpu = {"foreach": False} if device.type == "cpu" else {}
+    adam = {"fused": True} if device.type == "cuda" else cpu
     if training.optimizer == "adam":
-        return torch.optim.Adam(params, lr=training.lr, weight_decay=training.weight_decay, **kernel)
+        return torch.optim.Adam(params, lr=training.lr, weight_decay=training.weight_decay, **adam)
     if training.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=training.lr, weight_decay=training.weight_decay, **kernel)
-    return torch.optim.SGD(params, lr=training.lr, momentum=0.9, weight_decay=training.weight_decay, **kernel)
+        return torch.optim.AdamW(params, lr=training.lr, weight_decay=training.weight_decay, **adam)
+    return torch.optim.SGD(params, lr=training.lr, momentum=0.9, weight_decay=training.weight_decay, **cpu)
 
 
 def train_step(
@@ -207,7 +211,7 @@ def fit(
         losses, predicted, labels = [], [], []
         for x, y in train.iterate(training.batch_size, generator):
             loss, logits = train_step(logits_fn, x, y, optimizer, precision, training.accumulation_steps)
-            if epoch == 1:  # counted as trainable, yet no batch reaches them (each step: zero_grad unsets)
+            if epoch == 1:  # counted as trainable, yet no batch reaches them (each step unsets gradients first)
                 unreached = {name: p for name, p in unreached.items() if p.grad is None}
             losses.append(loss)
             predicted.append(logits.argmax(dim=-1))
