@@ -219,6 +219,41 @@ def test_early_stopping_uses_patience_and_min_delta():
     assert outcome.best_epoch == 5  # selection still takes the best accuracy seen
 
 
+def test_min_delta_is_measured_from_the_last_significant_improvement():
+    """A steady climb of 0.01 an evaluation gains more than min_delta every two: it is improving,
+    so it runs on (Lightning's rule), where comparing with the latest best would stop it at epoch 4."""
+    outcome = _fit(Scripted([0.80, 0.81, 0.82, 0.83, 0.84, 0.85, 0.86]), epochs=7, patience=3, min_delta=0.02)
+    assert not outcome.stopped_early and len(outcome.history) == 7 and outcome.best_epoch == 7
+
+
+def test_weights_broken_by_an_epochs_last_step_are_never_selected():
+    """The training loss is computed before each step, so only validation sees the weights of an
+    epoch's last step; NaN logits argmax to class 0, which would score well on a majority of 0s."""
+
+    class BreaksAtLastStep(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear, self.steps = nn.Linear(2, 3), 0
+
+        def forward(self, x):
+            out = self.linear(x)
+            if self.training:
+                self.steps += 1
+                if self.steps == 4:  # epoch 2's last step: a finite loss whose gradient is NaN (d sqrt at 0)
+                    out = out + (self.linear.weight[0, 0] * 0).sqrt()
+            return out
+
+    torch.manual_seed(0)
+    x, y = torch.randn(60, 2), torch.cat([torch.zeros(40, dtype=torch.long), torch.randint(0, 3, (20,))])
+    val_y = torch.cat([torch.zeros(25, dtype=torch.long), torch.ones(5, dtype=torch.long)])
+    module = BreaksAtLastStep()
+    training = Training(epochs=3, batch_size=30, lr=1e-3)
+    outcome = fit(module, module, Batches(x, y), Batches(torch.randn(30, 2), val_y), training, torch.Generator().manual_seed(0), torch.device("cpu"))
+    assert outcome.status == "diverged" and outcome.diverged_epoch == 2 and outcome.error == "non-finite validation loss at epoch 2"
+    assert [r.epoch for r in outcome.history] == [1] and outcome.best_epoch == 1
+    assert all(torch.isfinite(p).all() for p in module.parameters())  # epoch 1's weights restored
+
+
 def test_non_finite_loss_stops_the_run_as_diverged():
     class Exploding(Scripted):
         def forward(self, x):

@@ -139,7 +139,7 @@ def run_one(bench: Workbench, plan: PlannedExperiment, seed: int, observer: Obse
         "tuner": plan.spec.tuner,
         "seed": seed,
         "status": outcome.status,
-        "error": f"non-finite training loss at epoch {outcome.diverged_epoch}" if outcome.diverged_epoch else "",
+        "error": outcome.error,
         "trainable_params": trainable,
         "total_params": total,
         "trainable_percent": 100.0 * trainable / total if total else 0.0,

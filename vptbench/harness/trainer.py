@@ -63,6 +63,7 @@ class FitOutcome:
     epochs_to_converge: int = 0
     stopped_early: bool = False
     diverged_epoch: int | None = None
+    error: str = ""  # what diverged: the training loss, or the validation loss of the epoch's last weights
     train_seconds: float = 0.0
     eval_seconds: float = 0.0
     without_gradient: list[str] = field(default_factory=list)  # trainable parameters no step of the first epoch reached
@@ -204,6 +205,7 @@ def fit(
     convergence = training.convergence
     outcome = FitOutcome()
     best_accuracy, best_state, since_best = -math.inf, _snapshot(module), 0
+    reference = -math.inf  # the last improvement by more than min_delta, as Lightning's best_score
     unreached = dict(named)
     for epoch in range(1, training.epochs + 1):
         start = clock(device)
@@ -224,7 +226,7 @@ def fit(
         train_seconds = clock(device) - start
         outcome.train_seconds += train_seconds
         if not torch.isfinite(loss_sum):
-            outcome.status, outcome.diverged_epoch = "diverged", epoch
+            outcome.status, outcome.diverged_epoch, outcome.error = "diverged", epoch, f"non-finite training loss at epoch {epoch}"
             break
         result = None
         if epoch % training.eval_every == 0 or epoch == training.epochs:
@@ -232,6 +234,9 @@ def fit(
             with phase("evaluating"):
                 result = evaluate(module, logits_fn, val, training.eval_batch_size, precision)
             outcome.eval_seconds += clock(device) - start
+            if not math.isfinite(result.loss):  # the epoch's last steps broke the weights: never select them
+                outcome.status, outcome.diverged_epoch, outcome.error = "diverged", epoch, f"non-finite validation loss at epoch {epoch}"
+                break
         val_loss, val_accuracy = (result.loss, result.accuracy) if result else (None, None)
         record = EpochRecord(epoch, loss_sum.item() / seen, correct.item() / seen, val_loss, val_accuracy, train_seconds)
         outcome.history.append(record)
@@ -240,11 +245,11 @@ def fit(
             continue
         if result.accuracy > best_accuracy:
             best_state, outcome.best_epoch = _snapshot(module), epoch
-        if result.accuracy > best_accuracy + convergence.min_delta:
-            since_best = 0
+        best_accuracy = max(best_accuracy, result.accuracy)
+        if result.accuracy > reference + convergence.min_delta:
+            reference, since_best = result.accuracy, 0
         else:
             since_best += 1  # counted in evaluations, as Lightning's patience is
-        best_accuracy = max(best_accuracy, result.accuracy)
         if convergence.patience and since_best >= convergence.patience:
             outcome.stopped_early = True
             break
