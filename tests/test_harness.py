@@ -353,25 +353,46 @@ def test_frozen_features_are_computed_once_and_shared(cli, tiny_config, tmp_path
 
 
 def test_feature_cache_key_changes_with_everything_the_features_depend_on():
-    from vptbench.harness.features import fingerprint
+    from vptbench.harness.features import fingerprint, model_digest
 
-    data, (clip, _, _) = _data(), tiny_clip()
-    base = fingerprint("k", "fp32", clip, data)
-    assert fingerprint("k", "fp32", tiny_clip()[0], _data()) == base  # the same inputs rebuilt
+    def key(name="k", precision="fp32", model=None, data=None):
+        return fingerprint(name, precision, model_digest(model or tiny_clip()[0]), data or _data())
+
+    base = key()
+    assert key() == base  # the same inputs rebuilt
     changed_pixels = _data()
     changed_pixels.test.pixels[0, 0, 0, 0] ^= 1
     other_activation = tiny_clip()[0]
     other_activation.config.vision_config.hidden_act = "gelu"  # a local config.json edited: same weights, other features
+    data = _data()
     variants = [
-        fingerprint("k", "fp32", other_activation, data),
-        fingerprint("other", "fp32", clip, data),
-        fingerprint("k", "bf16", clip, data),
-        fingerprint("k", "fp32", tiny_clip(seed=1)[0], data),
-        fingerprint("k", "fp32", tiny_clip(attn_implementation="eager")[0], data),
-        fingerprint("k", "fp32", clip, changed_pixels),
-        fingerprint("k", "fp32", clip, ImageData(data.train, data.test, None, [0.4] * 3, data.std)),
+        key(model=other_activation),
+        key(name="other"),
+        key(precision="bf16"),
+        key(model=tiny_clip(seed=1)[0]),
+        key(model=tiny_clip(attn_implementation="eager")[0]),
+        key(data=changed_pixels),
+        key(data=ImageData(data.train, data.test, None, [0.4] * 3, data.std)),
     ]
     assert base not in variants and len(set(variants)) == len(variants)
+
+
+def test_a_feature_tuner_that_changes_its_frozen_clip_gets_its_own_features():
+    """Features are shared in memory only between tuners whose frozen models are the same."""
+    from vptbench.tuners.linear_probe import LinearProbe
+
+    class ShallowerProbe(LinearProbe):  # inherits encode, on a CLIP without its last vision layer
+        def __init__(self, config, clip, task):
+            clip.vision_model.encoder.layers = clip.vision_model.encoder.layers[:-1]
+            super().__init__(config, clip, task)
+
+    bench = _bench()
+    first = run_one(bench, _plan("linear-probe"), 0, QuietObserver())
+    shared = run_one(bench, _plan("linear-probe"), 1, QuietObserver())
+    shallower = run_one(bench, _plan("linear-probe", tuner=ShallowerProbe), 0, QuietObserver())
+    alone = run_one(_bench(), _plan("linear-probe", tuner=ShallowerProbe), 0, QuietObserver())
+    assert (first["features_from"], shared["features_from"], shallower["features_from"]) == ("computed", "memory", "computed")
+    assert shallower["test_loss"] == alone["test_loss"] != first["test_loss"]
 
 
 def test_a_feature_tuner_that_encodes_differently_does_not_share_cached_features():

@@ -1,10 +1,10 @@
 """Frozen-encoder features computed once per suite and shared by experiments and seeds.
 
 A feature tuner that names its encoder with `feature_key()` (zero-shot and the linear probe share
-CLIP's projected image features) gets the features of the whole dataset once; each run then picks
-its seeded splits out of them. With a cache folder, they also persist across runs, keyed by a hash
-of everything they depend on: weights, model settings, decoded pixels, normalisation, precision
-and versions.
+CLIP's projected image features) gets the features of the whole dataset once per frozen model (a
+tuner that changes its copy of CLIP gets its own); each run then picks its seeded splits out of
+them. With a cache folder, they also persist across runs, keyed by a hash of everything they depend
+on: weights, model settings, decoded pixels, normalisation, precision and versions.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def encode_dataset(encode: Callable[[Tensor], Tensor], data: ImageData, transfor
 
 
 class FeatureStore:
-    """Features by (encoder key, precision) in memory, and on disk when a folder is given."""
+    """Features by (encoder key, precision, frozen model) in memory, and on disk when a folder is given."""
 
     def __init__(self, directory: Path | None = None) -> None:
         if directory is not None:
@@ -47,15 +47,16 @@ class FeatureStore:
             if problem:
                 raise UsageError(f"--feature-cache: cannot write to '{directory}': {problem}")
         self.directory = directory
-        self.memory: dict[tuple[str, str], ImageData] = {}
+        self.memory: dict[tuple[str, str, str], ImageData] = {}
 
     def get(self, key: str | None, precision: str, model: nn.Module, data: ImageData, compute: Callable[[], ImageData]) -> tuple[ImageData, str]:
         """The features and where they came from: computed, memory or disk."""
         if key is None:
             return compute(), "computed"
-        if (key, precision) in self.memory:
-            return self.memory[(key, precision)], "memory"
-        path = self.directory / f"{fingerprint(key, precision, model, data)}.pt" if self.directory else None
+        weights = model_digest(model)
+        if (key, precision, weights) in self.memory:
+            return self.memory[(key, precision, weights)], "memory"
+        path = self.directory / f"{fingerprint(key, precision, weights, data)}.pt" if self.directory else None
         features = _load(path, data) if path is not None and path.is_file() else None
         if features is not None:
             origin = "disk"
@@ -63,24 +64,32 @@ class FeatureStore:
             features, origin = compute(), "computed"
             if path is not None:
                 _save(path, features)
-        self.memory[(key, precision)] = features
+        self.memory[(key, precision, weights)] = features
         return features, origin
 
 
-def fingerprint(key: str, precision: str, model: nn.Module, data: ImageData) -> str:
-    """A hash of everything the features depend on, down to the kernels that computed them."""
-    import transformers
-
-    device = data.train.labels.device
-    kernels = f"{describe(device)}|tf32={torch.backends.cuda.matmul.allow_tf32}" if device.type == "cuda" else device.type
-    config = getattr(model, "config", None)  # settings no weight shows: activation, layer-norm epsilon, heads
-    settings = f"{config.to_json_string()}|{config._attn_implementation}" if config is not None else ""
-    digest = hashlib.sha256(
-        f"{key}|{precision}|{kernels}|{settings}|{torch.__version__}|{transformers.__version__}|{data.mean}|{data.std}".encode()
-    )
+def model_digest(model: nn.Module) -> str:
+    """A hash of the frozen model's settings and weights (settings no weight shows, too: activation,
+    layer-norm epsilon, heads, attention kernel)."""
+    config = getattr(model, "config", None)
+    digest = hashlib.sha256(f"{config.to_json_string()}|{config._attn_implementation}".encode() if config is not None else b"")
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def fingerprint(key: str, precision: str, weights: str, data: ImageData) -> str:
+    """A hash of everything the features depend on (`weights`: the model's `model_digest`), down to
+    the kernels that computed them and the versions of the code that ran them."""
+    import transformers
+
+    import vptbench
+
+    device = data.train.labels.device
+    kernels = f"{describe(device)}|tf32={torch.backends.cuda.matmul.allow_tf32}" if device.type == "cuda" else device.type
+    versions = f"{torch.__version__}|{transformers.__version__}|{vptbench.__version__}"
+    digest = hashlib.sha256(f"{key}|{precision}|{kernels}|{weights}|{versions}|{data.mean}|{data.std}".encode())
     for split in (data.train, data.test, data.validation):
         if split is not None:
             digest.update(split.pixels.cpu().numpy().tobytes())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 from typing import Literal
 
 import torch
@@ -76,9 +78,14 @@ class FrozenFeatureTuner(nn.Module):
 
     def feature_key(self) -> str:
         """Tuners that inherit this `encode` share their cached features, and one that overrides it
-        gets its own; an `encode` that reads the tuner's params must name them in its own key."""
+        gets its own; an edited `encode` gets a new key (its source is hashed into it). An `encode`
+        that reads the tuner's params must name them in its own key."""
         encode = type(self).encode
-        return f"{encode.__module__}.{encode.__qualname__}"
+        try:
+            source = hashlib.sha256(inspect.getsource(encode).encode()).hexdigest()[:12]
+        except (OSError, TypeError):  # defined where no source file is kept (a REPL, exec)
+            source = "no-source"
+        return f"{encode.__module__}.{encode.__qualname__}:{source}"
 
     def encode(self, pixel_values: Tensor) -> Tensor:
         return image_features(self.clip, pixel_values)
