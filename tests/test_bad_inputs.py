@@ -127,16 +127,64 @@ def test_a_class_too_small_for_a_stratified_validation_split(cli, tmp_path, tiny
     assert code == 2 and "cannot carve a stratified validation split" in err
 
 
-def test_an_implausibly_small_tokenizer_is_refused(cli, tmp_path, image_folder):
+def _drop_text_weights(model):
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(model / "model.safetensors")
+    save_file({k: v for k, v in weights.items() if not k.startswith("text_model.")}, model / "model.safetensors", metadata={"format": "pt"})
+
+
+def _widen_visual_projection(model):
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(model / "model.safetensors")
+    rows, columns = weights["visual_projection.weight"].shape
+    weights["visual_projection.weight"] = torch.zeros(rows + 1, columns)
+    save_file(weights, model / "model.safetensors", metadata={"format": "pt"})
+
+
+def _as_bert(model):
+    config = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps(config | {"model_type": "bert", "architectures": ["BertModel"]}))
+
+
+def _truncate_weights(model):
+    data = (model / "model.safetensors").read_bytes()
+    (model / "model.safetensors").write_bytes(data[: len(data) // 2])
+
+
+def _save_hub_stub_tokenizer(model):
     from transformers import CLIPTokenizer
 
+    CLIPTokenizer(vocab={"<|startoftext|>": 0, "<|endoftext|>": 1}, merges=[]).save_pretrained(model)  # what the Hub gives offline
+
+
+def _remove_tokenizer(model):
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "special_tokens_map.json"):
+        (model / name).unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize(
+    ("damage", "expected"),
+    [
+        (lambda model: (model / "config.json").unlink(), "local model folder '{model}' has no config.json"),
+        (_as_bert, "'{model}' holds a 'bert' model, not CLIP"),
+        (_drop_text_weights, "checkpoint of '{model}' lacks 36 of the model's weights (text_model.embeddings.position_embedding.weight, "),
+        (_widen_visual_projection, "checkpoint of '{model}' has weights of the wrong shape for its config: visual_projection.weight (33, 64) vs (32, 64)"),
+        (_truncate_weights, "cannot load '{model}': Error while deserializing header"),
+        (_save_hub_stub_tokenizer, "tokenizer of '{model}' has only its 2 special tokens (an offline stub, or a folder saved without"),
+        (_remove_tokenizer, "tokenizer of '{model}' has only its 2 special tokens (an offline stub, or a folder saved without"),
+    ],
+    ids=["no-config", "not-clip", "missing-weights", "misshapen-weights", "truncated-weights", "stub-tokenizer", "no-tokenizer"],
+)
+def test_a_damaged_model_folder_is_refused_instead_of_filled_with_random_weights(cli, tmp_path, image_folder, damage, expected):
     from vptbench.testing import save_tiny_clip
 
     model = save_tiny_clip(tmp_path / "model")
-    stub = CLIPTokenizer(vocab={"<|startoftext|>": 0, "<|endoftext|>": 1}, merges=[])  # what the Hub stub looks like
-    stub.save_pretrained(model)
-    code, _, err = _run(cli, tmp_path, tiny_suite_toml(model, image_folder))
-    assert code == 2 and "has only its 2 special tokens, an offline stub" in err
+    damage(model)
+    code, out, err = _run(cli, tmp_path, tiny_suite_toml(model, image_folder))
+    assert code == 2 and f"models.tiny: {expected.format(model=model)}" in err, err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
 
 
 def test_a_small_but_real_tokenizer_is_accepted(tmp_path):

@@ -64,6 +64,12 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def first_few(items: list[str], shown: int = 3, sep: str = ", ") -> str:
+    """The first `shown` culprits of a long list, with a count of the others: one line however many."""
+    more = f" (+{len(items) - shown} more)" if len(items) > shown else ""
+    return sep.join(items[:shown]) + more
+
+
 def load_failure(where: str, what: str, offline: bool, remedy: str, exc: BaseException) -> str:
     """Why `what` did not load: the Hub being offline (with the local alternative), or the error."""
     if offline:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from vptbench.errors import ModelError, load_failure, unknown_name
+from vptbench.errors import ModelError, first_few, load_failure, unknown_name
 from vptbench.registry import ModelSpec
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -37,29 +37,58 @@ def load_model(name: str, spec: ModelSpec) -> LoadedModel:
         path = Path(spec.path).expanduser()
         if not path.is_dir():
             raise ModelError(f"models.{name}: local model folder '{spec.path}' does not exist")
+        if not (path / "config.json").is_file():
+            raise ModelError(f"models.{name}: local model folder '{spec.path}' has no config.json; save the model there with save_pretrained")
         return _load_pretrained(name, str(path), None, spec)
     return _load_pretrained(name, spec.id, spec.revision, spec)
 
 
 def _load_pretrained(name: str, location: str, revision: str | None, spec: ModelSpec) -> LoadedModel:
-    from transformers import AutoTokenizer, CLIPImageProcessorPil, CLIPModel
+    from transformers import AutoConfig, AutoTokenizer, CLIPConfig, CLIPImageProcessorPil, CLIPModel
 
     try:  # the PIL processor on every machine: torchvision's resize would change the pixels
-        clip = CLIPModel.from_pretrained(location, revision=revision, attn_implementation=spec.attn_implementation)
+        config = AutoConfig.from_pretrained(location, revision=revision)
+        if not isinstance(config, CLIPConfig):
+            raise ModelError(f"models.{name}: '{location}' holds a '{config.model_type}' model, not CLIP")
+        clip, loading = CLIPModel.from_pretrained(
+            location,
+            revision=revision,
+            config=config,
+            attn_implementation=spec.attn_implementation,
+            ignore_mismatched_sizes=True,  # reported below in one line, with the rest
+            output_loading_info=True,
+        )
         tokenizer = AutoTokenizer.from_pretrained(location, revision=revision)
         processor = CLIPImageProcessorPil.from_pretrained(location, revision=revision)
-    except OSError as exc:
+    except ModelError:
+        raise
+    except Exception as exc:  # the files are the user's: a truncated checkpoint, bad JSON, the Hub offline
         raise ModelError(_explain_load_failure(name, location, spec, exc)) from None
+    _refuse_incomplete_weights(name, location, loading)
     positions = clip.config.text_config.max_position_embeddings
     if tokenizer.model_max_length > positions:  # saved without a limit: the text tower's is the real one
         tokenizer.model_max_length = positions
-    vocab = len(tokenizer)
-    if set(range(vocab)) <= set(tokenizer.all_special_ids):
+    if set(tokenizer.get_vocab().values()) <= set(tokenizer.all_special_ids):
         raise ModelError(
-            f"models.{name}: tokenizer of '{location}' has only its {vocab} special tokens, an offline stub; "
+            f"models.{name}: tokenizer of '{location}' has only its {len(tokenizer.get_vocab())} special tokens "
+            "(an offline stub, or a folder saved without the tokenizer's files); "
             "point `path` at a local copy saved with save_pretrained"
         )
     return LoadedModel(clip=clip, tokenizer=tokenizer, image_processor=processor, name=name)
+
+
+def _refuse_incomplete_weights(name: str, location: str, loading: dict) -> None:
+    """transformers initialises missing or misshapen weights at random with only a warning: a model that is not the one asked for."""
+    missing = sorted(loading["missing_keys"])
+    if missing:
+        raise ModelError(
+            f"models.{name}: checkpoint of '{location}' lacks {len(missing)} of the model's weights "
+            f"({first_few(missing)}); they would be random"
+        )
+    mismatched = sorted(loading["mismatched_keys"])
+    if mismatched:
+        shown = [f"{key} {tuple(saved)} vs {tuple(expected)}" for key, saved, expected in mismatched]
+        raise ModelError(f"models.{name}: checkpoint of '{location}' has weights of the wrong shape for its config: {first_few(shown)}")
 
 
 def _demo_clip(name: str, spec: ModelSpec) -> LoadedModel:
@@ -90,7 +119,7 @@ BUILTIN_MODELS: dict[str, Callable[[str, ModelSpec], LoadedModel]] = {
 }
 
 
-def _explain_load_failure(name: str, location: str, spec: ModelSpec, exc: OSError) -> str:
+def _explain_load_failure(name: str, location: str, spec: ModelSpec, exc: Exception) -> str:
     remedy = 'download it elsewhere with save_pretrained and declare it with source = "local" and path = "..."'
     return load_failure(f"models.{name}", location, spec.source == "hub" and hub_offline(), remedy, exc)
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from vptbench.errors import DataError, first_line
+from vptbench.errors import DataError, first_few, first_line
 
 CHUNK = 256
 
@@ -74,7 +74,7 @@ def preprocess(images: Sequence, labels: list[int], processor, what: str, progre
     if progress:
         progress.remove_task(task)
     if unreadable:
-        names = ", ".join(name for name, _ in unreadable[:5]) + (", …" if len(unreadable) > 5 else "")
+        names = first_few([name for name, _ in unreadable], shown=5)
         raise DataError(f"{what}: {len(unreadable)} of {len(images)} images cannot be decoded ({names}): {first_line(unreadable[0][1])}")
     return torch.cat(chunks), torch.tensor(labels, dtype=torch.long)
 

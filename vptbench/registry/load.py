@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 from pydantic.config import ExtraValues
 
-from vptbench.errors import ConfigError
+from vptbench.errors import ConfigError, first_few
 from vptbench.registry.schema import DatasetSpec, ModelSpec, Registry
 
 if sys.version_info >= (3, 11):
@@ -70,9 +70,7 @@ def format_validation_error(exc: ValidationError, path: Path, prefix: str = "", 
     """One line naming the first few errors (all of a small table's typos at once), with a count of
     the others."""
     errors = exc.errors(include_url=False)
-    parts = [_one_error(error, prefix) for error in errors[:shown]]
-    more = f" (+{len(errors) - shown} more)" if len(errors) > shown else ""
-    return f"{path}: {'; '.join(parts)}{more}"
+    return f"{path}: {first_few([_one_error(error, prefix) for error in errors], shown, sep='; ')}"
 
 
 def _one_error(error: dict, prefix: str) -> str:
