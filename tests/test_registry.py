@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
+from pathlib import Path
+
 import pytest
 
 from vptbench.errors import ConfigError, UsageError
@@ -63,7 +66,10 @@ params = { num_tokens = 4 }
         (("[models.m]", "[models.m\n"), "malformed TOML"),
         (("lr = 0.001", "lr = 0.001\nlearning_rate = 1"), "suites.demo.training.learning_rate: unknown key"),
         (("lr = 0.001", "lr = 0"), "suites.demo.training.lr: Input should be greater than 0"),
-        (("lr = 0.001", "lr = 'fast'"), "suites.demo.training.lr: Input should be a valid number"),
+        (("lr = 0.001", "lr = 'fast'"), 'suites.demo.training.lr: Input should be a valid number (got "fast")'),
+        (("lr = 0.001", 'epochs = "4"'), 'suites.demo.training.epochs: Input should be a valid integer (got "4")'),
+        (("lr = 0.001", "epochs = 4.0"), "suites.demo.training.epochs: Input should be a valid integer (got 4.0)"),
+        (("lr = 0.001", 'compile = "no"'), 'suites.demo.training.compile: Input should be a valid boolean (got "no")'),
         (("lr = 0.001", "epochs = 0"), "suites.demo.training.epochs: Input should be greater than or equal to 1"),
         (("lr = 0.001", "batch_size = -1"), "suites.demo.training.batch_size: Input should be greater than or equal to 1"),
         (("lr = 0.001", "val_fraction = 1.0"), "suites.demo.training.val_fraction: Input should be less than 1"),
@@ -87,6 +93,29 @@ def test_outer_schema_errors_name_file_and_path(tmp_path, edit, expected):
     assert "\n" not in message
 
 
+def test_strict_validation_still_reads_toml_into_paths_enums_tuples_and_floats(tmp_path):
+    """Strictness refuses coercing one TOML type into another, not what TOML cannot spell."""
+    import enum
+
+    from pydantic import BaseModel
+
+    from vptbench.registry.load import validate
+
+    class Mode(enum.Enum):
+        fast = "fast"
+
+    class PluginConfig(BaseModel):
+        folder: Path
+        mode: Mode
+        modules: tuple[str, ...]
+        scale: float
+        when: str
+
+    data = {"folder": "a/b", "mode": "fast", "modules": ["q", "v"], "scale": 2, "when": datetime.date(2026, 11, 28)}  # as TOML reads them
+    config = validate(PluginConfig, data, tmp_path / "bench.toml")
+    assert config == PluginConfig(folder=Path("a/b"), mode=Mode.fast, modules=("q", "v"), scale=2.0, when="2026-11-28")
+
+
 def test_malformed_toml_reports_line_and_column(tmp_path):
     with pytest.raises(ConfigError, match=r"line 2, column \d+"):
         _load(tmp_path, VALID.replace("[models.m]", "[models.m"))
@@ -98,6 +127,8 @@ def test_malformed_toml_reports_line_and_column(tmp_path):
         ("{ num_tokens = 0 }", "suites.demo.experiments.E1.params.num_tokens: Input should be greater than or equal to 1"),
         ("{ tokens = 4 }", "suites.demo.experiments.E1.params.tokens: unknown key"),
         ('{ head = "mlp" }', "suites.demo.experiments.E1.params.head: Input should be 'linear' or 'text'"),
+        ("{ num_tokens = true }", "suites.demo.experiments.E1.params.num_tokens: Input should be a valid integer (got true)"),
+        ('{ dropout = "0.1" }', 'suites.demo.experiments.E1.params.dropout: Input should be a valid number (got "0.1")'),
     ],
 )
 def test_tuner_params_are_validated_by_the_tuner_config(tmp_path, params, expected):
