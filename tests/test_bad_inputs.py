@@ -119,6 +119,23 @@ def test_corrupt_images_are_all_named(cli, tmp_path, tiny_model_dir, image_folde
     assert "split 'train': 2 of 60 images cannot be decoded" in err and "3.png" in err and "7.png" in err
 
 
+@pytest.mark.parametrize(
+    ("emptied", "validation_split", "expected"),
+    [
+        ("train/green", "", "datasets.colors: split 'train' has no image of class 'green'"),
+        ("validation/red", 'validation_split = "validation"\n', "split 'validation' has no image of class 'red'; leave validation_split unset"),
+    ],
+)
+def test_a_class_missing_from_a_split_it_must_learn_or_be_selected_on_is_refused(cli, tmp_path, tiny_model_dir, emptied, validation_split, expected):
+    from vptbench.testing import make_image_folder
+
+    folder = make_image_folder(tmp_path / "images", COLORS, {"train": 6, "validation": 3, "test": 3})
+    shutil.rmtree(folder / emptied)
+    toml = tiny_suite_toml(tiny_model_dir, folder).replace("templates =", validation_split + "templates =")
+    code, _, err = _run(cli, tmp_path, toml)
+    assert code == 2 and expected in err, err
+
+
 def test_a_class_too_small_for_a_stratified_validation_split(cli, tmp_path, tiny_model_dir):
     from vptbench.testing import make_image_folder
 

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from vptbench.data.store import ImageData, ImageSplit, preprocess
-from vptbench.errors import DataError, load_failure, unknown_name
+from vptbench.errors import DataError, first_few, load_failure, unknown_name
 from vptbench.models import LoadedModel, hub_offline
 from vptbench.registry import DatasetSpec
 
@@ -64,6 +64,8 @@ def load_images(name: str, spec: DatasetSpec, model: LoadedModel, progress=None)
     splits = {}
     for split, (images, labels) in raw.items():
         _check_labels(name, spec, split, labels)
+        if split != "test":
+            _check_every_class_present(name, spec, split, labels)
         splits[split] = ImageSplit(*preprocess(images, labels, model.image_processor, f"datasets.{name}: split '{split}'", progress))
     mean, std = model.mean_std
     return ImageData(
@@ -178,6 +180,18 @@ def _check_labels(name: str, spec: DatasetSpec, split: str, labels: list) -> Non
             f"datasets.{name}: split '{split}' has labels {bad[:5]} outside 0..{len(spec.class_names) - 1} "
             f"({len(spec.class_names)} class_names declared)"
         )
+
+
+def _check_every_class_present(name: str, spec: DatasetSpec, split: str, labels: list) -> None:
+    """A class absent from train cannot be learnt, and one absent from validation cannot count in
+    model selection: either would bias every number without a sound (the test split may lack one;
+    the report says so)."""
+    present = {int(label) for label in labels}
+    absent = [class_name for index, class_name in enumerate(spec.class_names) if index not in present]
+    if not absent:
+        return
+    remedy = "" if split == "train" else "; leave validation_split unset to carve a stratified one from train"
+    raise DataError(f"datasets.{name}: split '{split}' has no image of class {first_few([repr(c) for c in absent])}{remedy}")
 
 
 def _explain(name: str, spec: DatasetSpec, exc: Exception) -> str:
