@@ -65,6 +65,7 @@ def _load_pretrained(name: str, location: str, revision: str | None, spec: Model
     except Exception as exc:  # the files are the user's: a truncated checkpoint, bad JSON, the Hub offline
         raise ModelError(_explain_load_failure(name, location, spec, exc)) from None
     _refuse_incomplete_weights(name, location, loading)
+    _refuse_mismatched_processor(name, location, processor, clip.config.vision_config.image_size)
     positions = clip.config.text_config.max_position_embeddings
     if tokenizer.model_max_length > positions:  # saved without a limit: the text tower's is the real one
         tokenizer.model_max_length = positions
@@ -89,6 +90,18 @@ def _refuse_incomplete_weights(name: str, location: str, loading: dict) -> None:
     if mismatched:
         shown = [f"{key} {tuple(saved)} vs {tuple(expected)}" for key, saved, expected in mismatched]
         raise ModelError(f"models.{name}: checkpoint of '{location}' has weights of the wrong shape for its config: {first_few(shown)}")
+
+
+def _refuse_mismatched_processor(name: str, location: str, processor, image_size: int) -> None:
+    """Caught here, not at the first forward pass after every image has been decoded."""
+    from PIL import Image
+
+    height, width = processor(Image.new("RGB", (8, 8)), return_tensors="np")["pixel_values"].shape[-2:]
+    if (height, width) != (image_size, image_size):
+        raise ModelError(
+            f"models.{name}: the image processor of '{location}' makes {height}×{width} images but the vision tower "
+            f"takes {image_size}×{image_size}; fix preprocessor_config.json"
+        )
 
 
 def _demo_clip(name: str, spec: ModelSpec) -> LoadedModel:
