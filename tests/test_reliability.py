@@ -36,7 +36,7 @@ def test_ctrl_c_keeps_finished_runs_and_resume_matches_an_uninterrupted_run(cli,
     monkeypatch.setattr(suite_module, "run_one", interrupt_second_experiment)
     code, _, err = cli("run", "--all", "--config", tiny_config, "--output", tmp_path / "broken", "--quiet", "--seeds", "0,1")
     run_dir = _only_dir(tmp_path / "broken")
-    assert code == 130 and f"interrupted: finished runs are kept in {run_dir}; finish with `vptbench run --resume {run_dir}`" in err
+    assert code == 130 and f"interrupted (Ctrl-C): finished runs are kept in {run_dir}; finish with `vptbench run --resume {run_dir}`" in err
     first = json.loads((run_dir / "run.json").read_text())
     assert first["status"] == "interrupted" and first["resumed"] == []
     partial = pd.read_csv(run_dir / "results.csv")
@@ -159,6 +159,34 @@ def test_kill_9_leaves_readable_files_and_resume_finishes(cli, tmp_path, tiny_mo
     assert cli("run", "--all", "--config", config, "--output", tmp_path / "clean", "--quiet")[0] == 0
     resumed = pd.read_csv(run_dir / "results.csv")[METRICS]
     pd.testing.assert_frame_equal(resumed, pd.read_csv(_only_dir(tmp_path / "clean") / "results.csv")[METRICS])
+
+
+def test_sigterm_is_handled_as_ctrl_c_is(tmp_path, tiny_model_dir, image_folder):
+    """A scheduler's stop must not leave run.json saying `running` or lose the run in flight."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import tiny_suite_toml
+
+    experiments = '[suites.s.experiments.E1]\ntuner = "zero-shot"\n[suites.s.experiments.E2]\ntuner = "vpt-deep"\nparams = { num_tokens = 2 }\n'
+    config = tmp_path / "bench.toml"
+    config.write_text(tiny_suite_toml(tiny_model_dir, image_folder, experiments, training="epochs = 20000, batch_size = 8"))
+    command = [sys.executable, "-m", "vptbench.cli", "run", "--all", "--config", str(config), "--output", str(tmp_path / "out"), "--quiet"]
+    process = subprocess.Popen(command, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "out").glob("*/report.md")) and time.monotonic() < deadline:  # E1 is reported
+        time.sleep(0.05)
+    time.sleep(1)
+    process.send_signal(signal.SIGTERM)  # E2 has minutes of epochs left
+    _, err = process.communicate(timeout=60)
+    run_dir = _only_dir(tmp_path / "out")
+    assert process.returncode == 143 and f"terminated (SIGTERM): finished runs are kept in {run_dir}" in err and "Traceback" not in err, err
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "interrupted"
+    record = json.loads((run_dir / "runs" / "E2-seed0.json").read_text())
+    assert record["status"] == "interrupted" and record["error"] == "terminated (SIGTERM)"
+    assert not (run_dir / ".lock").exists()
 
 
 def test_a_report_names_the_planned_runs_that_have_no_record(cli, tiny_config, tmp_path):

@@ -42,12 +42,26 @@ class WriteError(UsageError):
     """A results file cannot be written: a read-only folder, a full disk."""
 
 
-class Interrupted(KeyboardInterrupt):
-    """Ctrl-C during a suite, carrying the run directory that keeps its finished runs."""
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's stop, `kill`): handled as Ctrl-C is, so nothing finished is lost."""
 
-    def __init__(self, run_dir) -> None:
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM during a suite, carrying the run directory that keeps its finished runs."""
+
+    def __init__(self, run_dir, terminated: bool = False) -> None:
         super().__init__(str(run_dir))
         self.run_dir = run_dir
+        self.terminated = terminated
+
+
+def was_terminated(exc: KeyboardInterrupt) -> bool:
+    return isinstance(exc, Terminated) or getattr(exc, "terminated", False)
+
+
+def stop_reason(exc: KeyboardInterrupt) -> str:
+    """How a run that was stopped says so in its record and on the terminal."""
+    return "terminated (SIGTERM)" if was_terminated(exc) else "interrupted (Ctrl-C)"
 
 
 def unknown_name(kind: str, name: str, available: Iterable[str]) -> str:

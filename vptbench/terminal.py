@@ -3,8 +3,11 @@ stay wide in logs, and every error (ours and Click's own) as one red line with i
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import traceback
+from contextlib import contextmanager
 from functools import wraps
 
 import typer
@@ -12,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
 
-from vptbench.errors import VptbenchError
+from vptbench.errors import Terminated, VptbenchError, stop_reason, was_terminated
 
 console = Console(stderr=True)
 DEBUG = {"on": False}  # --debug: tracebacks instead of one-line errors
@@ -65,7 +68,8 @@ def reports_errors(command):
     @wraps(command)
     def wrapper(*args, **kwargs):
         try:
-            return command(*args, **kwargs)
+            with _sigterm_as_interrupt():
+                return command(*args, **kwargs)
         except VptbenchError as exc:
             if DEBUG["on"]:  # the traceback, and still the documented exit code
                 traceback.print_exc()
@@ -73,12 +77,30 @@ def reports_errors(command):
                 error_line(str(exc))
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt as exc:
-            run_dir = getattr(exc, "run_dir", None)
+            reason, run_dir = stop_reason(exc), getattr(exc, "run_dir", None)
             if run_dir is None:
-                console.print("[yellow]interrupted[/]")
+                console.print(f"[yellow]{reason}[/]")
             else:
                 where = escape(str(run_dir))
-                console.print(f"[yellow]interrupted[/]: finished runs are kept in {where}; finish with `vptbench run --resume {where}`", soft_wrap=True)
-            raise typer.Exit(130) from None
+                console.print(f"[yellow]{reason}[/]: finished runs are kept in {where}; finish with `vptbench run --resume {where}`", soft_wrap=True)
+            raise typer.Exit(143 if was_terminated(exc) else 130) from None
 
     return wrapper
+
+
+@contextmanager
+def _sigterm_as_interrupt():
+    """A scheduler's stop (Slurm, Kubernetes, `kill`) ends a command as Ctrl-C does: finished runs
+    recorded, run.json marked interrupted, exit 143; the previous handler is back afterwards."""
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()

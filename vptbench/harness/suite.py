@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 from vptbench import plugins
 from vptbench.clip.features import class_prompts
 from vptbench.data import load_images, make_splits
-from vptbench.errors import ConfigError, DataError, PluginError, UsageError, first_line, unknown_name
+from vptbench.errors import ConfigError, DataError, PluginError, UsageError, first_line, stop_reason, unknown_name
 from vptbench.harness.device import describe, use_device
 from vptbench.harness.executors import Executor, LocalExecutor
 from vptbench.harness.features import FeatureStore
@@ -232,6 +232,8 @@ def run_suite(
     retry_oom: bool = False, executor: Executor | None = None,
 ) -> SuiteResult:  # fmt: skip
     """Run every (experiment, seed) not already in `finished`, saving each record as it completes."""
+    import vptbench.reporting.plots  # noqa: F401 - now: a Ctrl-C inside matplotlib's first import would break the final report
+
     earlier_records = {run_key(r["experiment"], r["seed"]): r for r in finished or []}
     done = {key: r for key, r in earlier_records.items() if r["status"] in FINISHED_STATUSES}
     result = SuiteResult(run_dir)
@@ -265,11 +267,11 @@ def run_suite(
                 write_reports(run_dir, meta, result.records)
                 observer.run_done(record)
             status = "finished"
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             in_flight = executor.in_flight()
             runs.close()  # the executor stops what it still runs, wherever the interrupt landed
             for experiment, seed in in_flight:  # recorded too, then the interrupt goes on
-                _keep(run_dir, result, {**failed_record(experiment, seed, "interrupted by the user (Ctrl-C)"), "status": "interrupted"}, plan_keys)
+                _keep(run_dir, result, {**failed_record(experiment, seed, stop_reason(exc)), "status": "interrupted"}, plan_keys)
             raise
         finally:
             meta.update(status=status, finished=now())
