@@ -24,6 +24,15 @@ def test_shipped_registry_validates_every_suite_and_tuner_params():
     ]  # fmt: skip
 
 
+def test_the_readme_registry_example_is_a_complete_file(tmp_path):
+    """A user's benchmark.toml replaces the packaged one: the README's example must stand alone."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    example = readme.split("```toml\n[models.my-clip]", 1)[1].split("```", 1)[0]
+    registry, path = _load(tmp_path, "[models.my-clip]" + example)
+    (plan,) = plan_experiments("mine", registry.suites["mine"], path, ["E3"])
+    assert plan.tuner is not None and registry.models["my-clip"].path == str(tmp_path / "models" / "clip-vit-b16")
+
+
 def test_paper_suite_carries_the_reference_study():
     registry, _ = load_registry(PACKAGED_CONFIG)
     paper = registry.suites["paper"]
