@@ -216,6 +216,16 @@ def test_bench_in_fp16_on_a_cpu_says_what_the_figures_are_worth(cli, tiny_config
     assert "note:" not in cli(*args, "--precision", "fp32")[2]
 
 
+def test_bench_defaults_work_in_a_users_own_registry(cli, tiny_config):
+    """No `paper` suite, no declared random ViT-B/16: the default suite's strategies at ViT-B/16 geometry."""
+    code, out, err = cli("bench", "E2", "--config", tiny_config, "--device", "cpu", "--batch-size", "1", "--steps", "1", "--warmup", "0", "--json")
+    assert code == 0, err
+    timed = json.loads(out)
+    (row,) = timed["rows"]
+    assert timed["model"] == "vit-b16-random" and (row["experiment"], row["tuner"]) == ("E2", "linear-probe")
+    assert row["trainable_params"] == 512 * 3 + 3  # ViT-B/16's 512-d projection to the registry's 3 classes
+
+
 def test_a_registry_without_default_suite_uses_its_first(cli, tiny_config):
     tiny_config.write_text(tiny_config.read_text().replace('default_suite = "s"\n', ""))
     code, out, err = cli("list", "--config", tiny_config, "--json")

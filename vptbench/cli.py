@@ -313,8 +313,8 @@ def _positive(value: float | None) -> float | None:
 @reports_errors
 def bench(
     ids: Annotated[list[str] | None, typer.Argument(help="Experiment ids (default: all of the suite).", show_default=False)] = None,
-    suite: Annotated[str, typer.Option("--suite", "-s", help="Suite whose experiments to time.")] = "paper",
-    model: Annotated[str, typer.Option("--model", "-m", help="Declared model to time (default, whatever the suite: ViT-B/16 geometry with random weights).")] = "vit-b16-random",
+    suite: Annotated[str | None, typer.Option("--suite", "-s", help="Suite whose experiments to time (default: `paper` when the registry has it, else its default suite).", show_default=False)] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Declared model to time (default, whatever the suite: the built-in ViT-B/16 geometry with random weights).", show_default=False)] = None,
     config: ConfigOption = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Synthetic batch size.")] = 32,
     steps: Annotated[int, typer.Option(min=1, help="Timed steps per strategy.")] = 10,
@@ -332,19 +332,20 @@ def bench(
     from vptbench.harness.suite import plan_experiments, select_suite, task_for
     from vptbench.harness.throughput import measure_row
     from vptbench.models import load_model
-    from vptbench.registry import PrecisionName, load_registry
+    from vptbench.registry import ModelSpec, PrecisionName, load_registry
     from vptbench.reporting.console import throughput_table
 
     if precision not in get_args(PrecisionName):
         raise UsageError(f"--precision: '{precision}' is not one of {', '.join(get_args(PrecisionName))}")
     registry, config_path = load_registry(config)
-    suite_name, chosen = select_suite(registry, suite, model)
+    suite_name, chosen = select_suite(registry, suite or ("paper" if "paper" in registry.suites else None), model)
     plans = [p for p in plan_experiments(suite_name, chosen, config_path, ids or list(chosen.experiments)) if p.tuner]
     target = use_device(device)
     if precision == "fp16" and target.type == "cpu":
         console.print("[yellow]note[/]: fp16 on a CPU runs slow emulated kernels; the figures say little about a GPU")
     _quiet_libraries()
-    loaded = load_model(model, registry.models[model])
+    model = model or "vit-b16-random"  # built in: no registry needs to declare it
+    loaded = load_model(model, registry.models.get(model, ModelSpec(source="builtin", id=model)))
     task = task_for(registry.datasets[chosen.dataset], loaded)
     rows = []
     with console.status("timing") as status:
