@@ -136,6 +136,17 @@ def test_a_class_missing_from_a_split_it_must_learn_or_be_selected_on_is_refused
     assert code == 2 and expected in err, err
 
 
+def test_a_split_folder_without_class_subfolders_is_named(cli, tmp_path, tiny_model_dir, image_folder):
+    """datasets then drops every split's labels; the message must name the folder at fault, not train."""
+    folder = tmp_path / "images"
+    shutil.copytree(image_folder, folder)
+    for index, image in enumerate(sorted((folder / "test").glob("*/*.png"))):
+        image.rename(folder / "test" / f"{index:02d}.png")
+    code, _, err = _run(cli, tmp_path, tiny_suite_toml(tiny_model_dir, folder))
+    expected = f"datasets.colors: '{folder / 'test'}' holds images directly (00.png, 01.png, 02.png (+27 more)); an image folder labels"
+    assert code == 2 and expected in err, err
+
+
 def test_a_class_too_small_for_a_stratified_validation_split(cli, tmp_path, tiny_model_dir):
     from vptbench.testing import make_image_folder
 

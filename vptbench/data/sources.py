@@ -106,6 +106,8 @@ def _read_hf(name: str, spec: DatasetSpec) -> dict[str, RawSplit]:
         data = loaded[split]
         for column in (spec.image_column, spec.label_column):
             if column not in data.column_names:
+                if spec.source == "imagefolder":
+                    _refuse_unlabelled_folders(name, Path(spec.path).expanduser())
                 hint = " (an image folder labels its images by their subfolders: it needs at least two)" if spec.source == "imagefolder" else ""
                 raise DataError(
                     f"datasets.{name}: split '{split}' has no column '{column}'; columns: {', '.join(data.column_names)}{hint}"
@@ -113,6 +115,18 @@ def _read_hf(name: str, spec: DatasetSpec) -> dict[str, RawSplit]:
         _check_label_names(name, spec, data.features[spec.label_column])
         out[role] = (LazyImages(data, spec.image_column), list(data[spec.label_column]))
     return out
+
+
+def _refuse_unlabelled_folders(name: str, folder: Path) -> None:
+    """One split folder holding its images directly makes `datasets` drop every split's labels:
+    name that folder, not the first split that lost its labels (a metadata file labels loose images)."""
+    for split in sorted(p for p in folder.iterdir() if p.is_dir()):
+        loose = sorted(p.name for p in split.iterdir() if p.is_file() and not p.name.startswith("."))
+        if loose and not any(name.startswith("metadata.") for name in loose):
+            raise DataError(
+                f"datasets.{name}: '{split}' holds images directly ({first_few(loose)}); "
+                "an image folder labels its images by their class subfolders, in every split"
+            )
 
 
 class LazyImages(Sequence):
