@@ -64,6 +64,11 @@ class PlannedExperiment:
     error: str = ""  # why the tuner cannot be used; the run is recorded as failed
     traceback: str = ""  # and where, when its plugin failed to import
 
+    def build(self, clip: nn.Module, task: Task) -> tuple[nn.Module, nn.Module]:
+        """The tuner and the frozen copy of `clip` it wraps: what it unfreezes or changes touches no other run."""
+        frozen = copy.deepcopy(clip).requires_grad_(False)
+        return self.tuner(self.config, frozen, task), frozen
+
 
 @dataclass
 class Workbench:
@@ -96,8 +101,8 @@ def run_one(bench: Workbench, plan: PlannedExperiment, seed: int, observer: Obse
     device = bench.device
     start = clock(device)
     generator = seed_everything(seed)
-    clip = copy.deepcopy(bench.model.clip).requires_grad_(False)
-    tuner = plan.tuner(plan.config, clip, bench.task).to(device)
+    tuner, clip = plan.build(bench.model.clip, bench.task)
+    tuner = tuner.to(device)
     precision = Precision(plan.training.precision, device)
     pixels = bench.normalizer()
     data, transform, logits_fn, features_from = bench.data, pixels, tuner, None

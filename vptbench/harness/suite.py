@@ -295,8 +295,6 @@ def _keep(run_dir: Path, result: SuiteResult, record: dict, plan_keys: list[str]
 
 def dry_run(plan: SuitePlan) -> list[dict]:
     """Build every experiment's model and count its parameters; no data, no training."""
-    import copy
-
     from vptbench.harness.runner import count_parameters
 
     model = load_model(plan.model_name, plan.model)
@@ -308,7 +306,7 @@ def dry_run(plan: SuitePlan) -> list[dict]:
             rows.append({**row, "status": "failed", "error": experiment.error})
             continue
         try:
-            tuner = experiment.tuner(experiment.config, copy.deepcopy(model.clip).requires_grad_(False), task)
+            tuner, _ = experiment.build(model.clip, task)
         except Exception as exc:  # noqa: BLE001 - a plugin's bug is that experiment's row, as in a real run
             rows.append({**row, "status": "failed", "error": f"{type(exc).__name__}: {first_line(exc)}"})
             continue

@@ -6,7 +6,6 @@ steps, and FLOPs counted by torch's FlopCounterMode rather than estimated.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import asdict, dataclass
 
 import torch
@@ -67,7 +66,7 @@ def measure(
     """Time `steps` steps after `warmup`; a tuner without trainable weights is timed as a forward pass.
     Seeded as a run is, so the same deterministic kernels are timed."""
     seed_everything(0)
-    tuner = plan.tuner(plan.config, copy.deepcopy(clip).requires_grad_(False), task).to(device)
+    tuner = plan.build(clip, task)[0].to(device)
     trainable, _ = count_parameters(tuner)
     precision = Precision(precision_name, device)
     size = clip.config.vision_config.image_size
