@@ -26,6 +26,7 @@ from vptbench.protocol import Task
 from vptbench.registry import DatasetSpec, Experiment, ModelSpec, Registry, Suite, Training
 from vptbench.registry.load import paths_from, validate
 from vptbench.reporting import write_reports
+from vptbench.reporting.schema import FINISHED_STATUSES
 from vptbench.results import (
     RUN_FILE,
     SCHEMA_VERSION,
@@ -39,9 +40,6 @@ from vptbench.results import (
     write_json,
 )
 
-FAILED_STATUSES = ("failed", "diverged", "interrupted", "oom")
-FINISHED_STATUSES = ("ok", "diverged")  # what a resume keeps; the rest runs again
-
 
 @dataclass
 class SuiteResult:
@@ -50,7 +48,7 @@ class SuiteResult:
 
     @property
     def failures(self) -> int:
-        return sum(r["status"] in FAILED_STATUSES for r in self.records)
+        return sum(r["status"] != "ok" for r in self.records)
 
 
 def select_suite(registry: Registry, name: str | None, model: str | None = None, dataset: str | None = None) -> tuple[str, Suite]:

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, model_validator
 
 Status = Literal["ok", "failed", "diverged", "interrupted", "oom"]
+FINISHED_STATUSES = ("ok", "diverged")  # trained to the end and measured: what a resume keeps
 
 
 class Open(BaseModel):
@@ -56,7 +57,7 @@ class RunRecord(Open):
 
     @model_validator(mode="after")
     def _finished_runs_are_measured(self) -> RunRecord:
-        if self.status in ("ok", "diverged"):
+        if self.status in FINISHED_STATUSES:
             missing = [name for name in MEASURED if getattr(self, name) is None]
             if missing:
                 raise ValueError(f"a finished run lacks {', '.join(missing)}")
