@@ -125,6 +125,40 @@ def test_strict_validation_still_reads_toml_into_paths_enums_tuples_and_floats(t
     assert config == PluginConfig(folder=Path("a/b"), mode=Mode.fast, modules=("q", "v"), scale=2.0, when="2026-11-28")
 
 
+def test_a_config_that_rewrites_its_input_is_validated_as_pydantic_would(tmp_path):
+    """A `before` validator's output is checked by pydantic in strict Python mode, which refuses a
+    list for a tuple; such a Config gets lax validation, still with unknown keys refused."""
+    from pydantic import BaseModel, model_validator
+
+    from vptbench.registry.params import validate_params
+
+    class Rewriting(BaseModel):
+        modules: tuple[str, ...]
+        rank: int = 8
+
+        @model_validator(mode="before")
+        @classmethod
+        def _lower(cls, data):
+            return {**data, "modules": [m.lower() for m in data["modules"]]}
+
+    class Plain(BaseModel):
+        modules: tuple[str, ...]
+        rank: int = 8
+
+    assert validate_params(Rewriting, {"modules": ["Q", "V"], "rank": "4"}, tmp_path / "b.toml").modules == ("q", "v")
+    with pytest.raises(ConfigError, match="rnak: unknown key"):
+        validate_params(Rewriting, {"modules": ["q"], "rnak": 4}, tmp_path / "b.toml")
+    with pytest.raises(ConfigError, match=r'rank: Input should be a valid integer \(got "4"\)'):
+        validate_params(Plain, {"modules": ["q"], "rank": "4"}, tmp_path / "b.toml")
+
+
+def test_a_type_error_quotes_the_value_as_written(tmp_path):
+    with pytest.raises(ConfigError, match='class_names.0: Input should be a valid string \\(got 3\\)'):
+        _load(tmp_path, VALID.replace('class_names = ["a", "b"]', 'class_names = [3, "b"]'))
+    with pytest.raises(ConfigError, match='lr: Input should be a valid number \\(got "méningiome"\\)'):
+        _load(tmp_path, VALID.replace("lr = 0.001", 'lr = "méningiome"'))
+
+
 def test_malformed_toml_reports_line_and_column(tmp_path):
     with pytest.raises(ConfigError, match=r"line 2, column \d+"):
         _load(tmp_path, VALID.replace("[models.m]", "[models.m"))

@@ -171,6 +171,13 @@ def test_builtin_tuners_pass_the_public_contract_check(name):
     assert 0 <= counts["trainable_params"] < counts["total_params"]
 
 
+def test_contract_check_validates_params_as_a_run_does():
+    from vptbench.testing import TunerCheckError, check_tuner
+
+    with pytest.raises(TunerCheckError, match=r'params.num_tokens: Input should be a valid integer \(got "2"\)'):
+        check_tuner(load_tuner("vpt-shallow"), {"num_tokens": "2"})
+
+
 def test_contract_check_catches_a_tuner_that_trains_frozen_weights():
     from vptbench.testing import TunerCheckError, check_tuner
 

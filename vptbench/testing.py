@@ -70,8 +70,10 @@ def check_tuner(tuner_cls: type, params: dict | None = None, seed: int = 0) -> d
     import torch
     from pydantic import ValidationError
 
+    from vptbench.errors import ConfigError
     from vptbench.harness.runner import count_parameters, uses_cached_features
     from vptbench.protocol import Task, protocol_problems
+    from vptbench.registry.params import validate_params
 
     problems = protocol_problems(tuner_cls)
     if problems:
@@ -83,7 +85,10 @@ def check_tuner(tuner_cls: type, params: dict | None = None, seed: int = 0) -> d
         pass
     else:
         raise TunerCheckError(f"{tuner_cls.__name__}.Config accepts unknown keys: set model_config extra='forbid' (subclass vptbench.protocol.TunerConfig)")
-    config = tuner_cls.Config(**params)
+    try:  # as `vptbench run` validates a params table
+        config = validate_params(tuner_cls.Config, params, Path(tuner_cls.__name__), "params")
+    except ConfigError as exc:
+        raise TunerCheckError(str(exc)) from None
 
     def step() -> tuple:
         torch.manual_seed(seed)

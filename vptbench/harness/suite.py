@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import typing
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from vptbench import plugins
 from vptbench.clip.features import class_prompts
@@ -24,7 +22,8 @@ from vptbench.harness.runner import Observer, PlannedExperiment, Workbench
 from vptbench.models import LoadedModel, load_model
 from vptbench.protocol import Task
 from vptbench.registry import DatasetSpec, Experiment, ModelSpec, Registry, Suite, Training
-from vptbench.registry.load import paths_from, validate
+from vptbench.registry.load import paths_from
+from vptbench.registry.params import validate_params
 from vptbench.reporting import write_reports
 from vptbench.reporting.schema import FINISHED_STATUSES
 from vptbench.results import (
@@ -89,30 +88,9 @@ def plan_experiments(
         except PluginError as exc:  # a broken plugin fails its own experiments, not the suite
             plans.append(PlannedExperiment(experiment_id, spec, training, None, None, str(exc), exc.traceback))
             continue
-        extra = None if _declares_lenient_extra(tuner.Config) else "forbid"
-        config = validate(tuner.Config, spec.params, config_path, prefix=f"{where}.params", extra=extra)
+        config = validate_params(tuner.Config, spec.params, config_path, prefix=f"{where}.params")
         plans.append(PlannedExperiment(experiment_id, spec, training, tuner, config))
     return plans
-
-
-def _declares_lenient_extra(model: type[BaseModel], seen: set[type] | None = None) -> bool:
-    """Whether the Config, or a model nested in it, declares that it takes unknown keys. pydantic's
-    default silently drops them, at any depth, so a typo in params would run the default; unless a
-    model says otherwise, params are validated with unknown keys forbidden throughout."""
-    seen = seen if seen is not None else set()
-    if model in seen:
-        return False
-    seen.add(model)
-    if model.model_config.get("extra") in ("allow", "ignore"):
-        return True
-    return any(_declares_lenient_extra(nested, seen) for field in model.model_fields.values() for nested in _models_in(field.annotation))
-
-
-def _models_in(annotation: Any) -> Iterator[type[BaseModel]]:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        yield annotation
-    for argument in typing.get_args(annotation):
-        yield from _models_in(argument)
 
 
 def check_experiments(suite_name: str, suite: Suite, config_path: Path) -> list[dict]:

@@ -58,14 +58,14 @@ def paths_from(folder: Path, spec: Spec) -> Spec:
     return spec.model_copy(update={"path": os.path.normpath(folder.absolute() / Path(spec.path).expanduser())})
 
 
-def validate(model: type[BaseModel], data: Any, path: Path, prefix: str = "", extra: ExtraValues | None = None) -> Any:
+def validate(model: type[BaseModel], data: Any, path: Path, prefix: str = "", extra: ExtraValues | None = None, strict: bool = True) -> Any:
     """Validate `data` against `model` (`extra` overrides how every model in it treats unknown keys);
     errors carry the file and the TOML path of the culprit. TOML values are JSON's, so validation is
     pydantic's strict JSON mode: `epochs = "4"`, `num_tokens = true` or `bias = "no"` are typos, not
     values to coerce, while a string still becomes a Path or an Enum and a list a tuple."""
     text = json.dumps(data, default=str)  # TOML's dates and times as text
     try:
-        return model.model_validate_json(text, strict=True, extra=extra)
+        return model.model_validate_json(text, strict=strict, extra=extra)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, path, prefix)) from None
 
@@ -85,5 +85,5 @@ def _one_error(error: dict, prefix: str) -> str:
     elif error["type"] == "missing":
         message = "required key is missing"
     elif error["type"].endswith("_type"):  # a value of the wrong TOML type: show what was written
-        message += f" (got {json.dumps(error['input'])})"
+        message += f" (got {json.dumps(error['input'], default=str, ensure_ascii=False)})"
     return f"{loc}: {message}" if loc else message
