@@ -116,3 +116,29 @@ def test_a_new_local_cluster_keeps_its_token_notice_out_of_our_output(monkeypatc
     with pytest.raises(UsageError, match="stop here"):
         next(RayExecutor(None, "cpu").run(None, [], None, False))
     assert [record.getMessage()[:32] for record in caplog.records] == ["Token authentication is disabled"]
+
+
+def test_starting_ray_does_not_take_over_sigterm(monkeypatch):
+    """ray.init installs its own SIGTERM handler, which kills the suite with no record of the run in
+    flight; the executor gives the command's handler back."""
+    import signal
+
+    from vptbench.errors import UsageError
+    from vptbench.harness.executors import RayExecutor
+
+    def ours(signum, frame):
+        raise KeyboardInterrupt
+
+    def init_like_ray(**kwargs):
+        signal.signal(signal.SIGTERM, lambda signum, frame: None)
+        raise ConnectionError("stop here")
+
+    previous = signal.signal(signal.SIGTERM, ours)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", init_like_ray)
+    try:
+        with pytest.raises(UsageError, match="stop here"):
+            next(RayExecutor(None, "cpu").run(None, [], None, False))
+        assert signal.getsignal(signal.SIGTERM) is ours
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -178,7 +178,7 @@ def _make_executor(name: str, address: str | None, device: str):
 
 def _execute(plan, device: str, target: Path, resuming: bool, quiet: bool, finished: list[dict], retry_oom: bool, feature_cache: Path | None, runner):
     """Load once, then run; progress bars unless quiet."""
-    from vptbench.errors import Interrupted, was_terminated
+    from vptbench.errors import Interrupted
     from vptbench.harness.runner import QuietObserver
     from vptbench.harness.suite import FINISHED_STATUSES, prepare, run_suite
     from vptbench.progress import RichObserver
@@ -195,8 +195,8 @@ def _execute(plan, device: str, target: Path, resuming: bool, quiet: bool, finis
         run_dir = target if resuming else new_run_dir(target, plan.suite)
         try:
             return run_suite(plan, bench, run_dir, observer, finished, retry_oom, runner)
-        except KeyboardInterrupt as exc:
-            raise Interrupted(run_dir, terminated=was_terminated(exc)) from None
+        except KeyboardInterrupt:
+            raise Interrupted(run_dir) from None
 
 
 def _dry_run(plan, as_json: bool) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import threading
 from collections.abc import Iterable
 
 
@@ -42,26 +43,22 @@ class WriteError(UsageError):
     """A results file cannot be written: a read-only folder, a full disk."""
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (a scheduler's stop, `kill`): handled as Ctrl-C is, so nothing finished is lost."""
-
-
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C or SIGTERM during a suite, carrying the run directory that keeps its finished runs."""
 
-    def __init__(self, run_dir, terminated: bool = False) -> None:
+    def __init__(self, run_dir) -> None:
         super().__init__(str(run_dir))
         self.run_dir = run_dir
-        self.terminated = terminated
 
 
-def was_terminated(exc: KeyboardInterrupt) -> bool:
-    return isinstance(exc, Terminated) or getattr(exc, "terminated", False)
+# SIGTERM arrives as a KeyboardInterrupt (terminal.py); a flag, not an exception type, says which
+# it was, since libraries such as Ray re-raise a plain KeyboardInterrupt of their own.
+SIGTERM_RECEIVED = threading.Event()
 
 
-def stop_reason(exc: KeyboardInterrupt) -> str:
+def stop_reason() -> str:
     """How a run that was stopped says so in its record and on the terminal."""
-    return "terminated (SIGTERM)" if was_terminated(exc) else "interrupted (Ctrl-C)"
+    return "terminated (SIGTERM)" if SIGTERM_RECEIVED.is_set() else "interrupted (Ctrl-C)"
 
 
 def unknown_name(kind: str, name: str, available: Iterable[str]) -> str:

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
 
-from vptbench.errors import Terminated, VptbenchError, stop_reason, was_terminated
+from vptbench.errors import SIGTERM_RECEIVED, VptbenchError, stop_reason
 
 console = Console(stderr=True)
 DEBUG = {"on": False}  # --debug: tracebacks instead of one-line errors
@@ -77,13 +77,13 @@ def reports_errors(command):
                 error_line(str(exc))
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt as exc:
-            reason, run_dir = stop_reason(exc), getattr(exc, "run_dir", None)
+            reason, run_dir = stop_reason(), getattr(exc, "run_dir", None)
             if run_dir is None:
                 console.print(f"[yellow]{reason}[/]")
             else:
                 where = escape(str(run_dir))
                 console.print(f"[yellow]{reason}[/]: finished runs are kept in {where}; finish with `vptbench run --resume {where}`", soft_wrap=True)
-            raise typer.Exit(143 if was_terminated(exc) else 130) from None
+            raise typer.Exit(143 if SIGTERM_RECEIVED.is_set() else 130) from None
 
     return wrapper
 
@@ -95,12 +95,14 @@ def _sigterm_as_interrupt():
     if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    SIGTERM_RECEIVED.clear()
+    previous = signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _raise_terminated(signum, frame) -> None:
-    raise Terminated()
+def _interrupt_on_sigterm(signum, frame) -> None:
+    SIGTERM_RECEIVED.set()
+    raise KeyboardInterrupt

@@ -8,7 +8,9 @@ directory. Runs are seeded and independent, so the results do not depend on the 
 from __future__ import annotations
 
 import logging
+import signal
 import socket
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Protocol
@@ -80,10 +82,14 @@ class RayExecutor:
         ray = self.ray
         if not ray.is_initialized():
             logging.getLogger(RAY_TOKEN_LOGGER).addFilter(_drop_token_notice)
+            on_sigterm = signal.getsignal(signal.SIGTERM)
             try:
                 ray.init(address=self.address, include_dashboard=False, log_to_driver=False, configure_logging=False)
             except Exception as exc:  # noqa: BLE001 - connection errors come in many types
                 raise UsageError(f"--address: cannot connect to a Ray cluster at '{self.address}': {first_line(exc)}") from None
+            finally:  # ray.init installs its own SIGTERM handler, which would kill the suite unrecorded
+                if on_sigterm is not None and threading.current_thread() is threading.main_thread():
+                    signal.signal(signal.SIGTERM, on_sigterm)
         gpu = self.device_name.startswith("cuda") or (self.device_name == "auto" and torch.cuda.is_available())
         task = ray.remote(_remote_run).options(num_gpus=1 if gpu else 0, num_cpus=0 if gpu else 1, max_retries=self.max_retries)
         shared = ray.put(replace(bench, data=bench.data.to("cpu")))  # one copy in the object store for every task

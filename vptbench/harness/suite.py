@@ -243,11 +243,11 @@ def run_suite(
                 write_reports(run_dir, meta, result.records)
                 observer.run_done(record)
             status = "finished"
-        except KeyboardInterrupt as exc:
+        except KeyboardInterrupt:
             in_flight = executor.in_flight()
             runs.close()  # the executor stops what it still runs, wherever the interrupt landed
             for experiment, seed in in_flight:  # recorded too, then the interrupt goes on
-                _keep(run_dir, result, {**failed_record(experiment, seed, stop_reason(exc)), "status": "interrupted"}, plan_keys)
+                _keep(run_dir, result, {**failed_record(experiment, seed, stop_reason()), "status": "interrupted"}, plan_keys)
             raise
         finally:
             meta.update(status=status, finished=now())
