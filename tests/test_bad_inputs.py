@@ -122,8 +122,8 @@ def test_corrupt_images_are_all_named(cli, tmp_path, tiny_model_dir, image_folde
 @pytest.mark.parametrize(
     ("emptied", "validation_split", "expected"),
     [
-        ("train/green", "", "datasets.colors: split 'train' has no image of class 'green'"),
-        ("validation/red", 'validation_split = "validation"\n', "split 'validation' has no image of class 'red'; leave validation_split unset"),
+        ("train/green", "", "datasets.colors: split 'train' has no image of class 'green', which the test split has"),
+        ("validation/red", 'validation_split = "validation"\n', "split 'validation' has no image of class 'red', which the test split has; leave validation_split unset"),
     ],
 )
 def test_a_class_missing_from_a_split_it_must_learn_or_be_selected_on_is_refused(cli, tmp_path, tiny_model_dir, emptied, validation_split, expected):
@@ -145,6 +145,15 @@ def test_a_split_folder_without_class_subfolders_is_named(cli, tmp_path, tiny_mo
     code, _, err = _run(cli, tmp_path, tiny_suite_toml(tiny_model_dir, folder))
     expected = f"datasets.colors: '{folder / 'test'}' holds images directly (00.png, 01.png, 02.png (+27 more)); an image folder labels"
     assert code == 2 and expected in err, err
+
+
+def test_a_class_no_split_has_is_only_an_unused_logit(cli, tmp_path, tiny_model_dir):
+    """A filtered Hub dataset keeps its full ClassLabel, and class_names must match it."""
+    names = [*COLORS, "purple"]
+    dataset = _hub_like_dataset(tmp_path / "repo", names=names)
+    toml = _hub_toml(tiny_model_dir, dataset).replace(f"class_names = {COLORS!r}", f"class_names = {names!r}")
+    code, _, err = _run(cli, tmp_path, toml)
+    assert code == 0, err
 
 
 def test_a_class_too_small_for_a_stratified_validation_split(cli, tmp_path, tiny_model_dir):

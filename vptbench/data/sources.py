@@ -61,12 +61,16 @@ BUILTIN_DATASETS: dict[str, Callable[[], dict[str, RawSplit]]] = {
 def load_images(name: str, spec: DatasetSpec, model: LoadedModel, progress=None) -> ImageData:
     """Load `spec`'s splits and decode them once, at the model's input size."""
     raw = _read(name, spec)
+    named = {"train": spec.train_split, "test": spec.test_split, "validation": spec.validation_split}
+    for role, (_, labels) in raw.items():  # every split's labels before any image is decoded
+        _check_labels(name, spec, named[role] or role, labels)
+    tested = {int(label) for label in raw["test"][1]}
+    for role in raw.keys() - {"test"}:
+        _check_tested_classes_present(name, spec, named[role] or role, role, raw[role][1], tested)
     splits = {}
-    for split, (images, labels) in raw.items():
-        _check_labels(name, spec, split, labels)
-        if split != "test":
-            _check_every_class_present(name, spec, split, labels)
-        splits[split] = ImageSplit(*preprocess(images, labels, model.image_processor, f"datasets.{name}: split '{split}'", progress))
+    for role, (images, labels) in raw.items():
+        where = f"datasets.{name}: split '{named[role] or role}'"
+        splits[role] = ImageSplit(*preprocess(images, labels, model.image_processor, where, progress))
     mean, std = model.mean_std
     return ImageData(
         train=splits["train"], test=splits["test"], validation=splits.get("validation"), mean=mean, std=std
@@ -196,16 +200,17 @@ def _check_labels(name: str, spec: DatasetSpec, split: str, labels: list) -> Non
         )
 
 
-def _check_every_class_present(name: str, spec: DatasetSpec, split: str, labels: list) -> None:
-    """A class absent from train cannot be learnt, and one absent from validation cannot count in
-    model selection: either would bias every number without a sound (the test split may lack one;
-    the report says so)."""
+def _check_tested_classes_present(name: str, spec: DatasetSpec, split: str, role: str, labels: list, tested: set[int]) -> None:
+    """A tested class absent from train cannot be learnt, and one absent from validation cannot count
+    in model selection: either would bias every number without a sound. A class no split has (a
+    filtered dataset keeps its full ClassLabel) is only an unused logit; the test split may lack
+    one too (the report says so)."""
     present = {int(label) for label in labels}
-    absent = [class_name for index, class_name in enumerate(spec.class_names) if index not in present]
+    absent = [class_name for index, class_name in enumerate(spec.class_names) if index in tested - present]
     if not absent:
         return
-    remedy = "" if split == "train" else "; leave validation_split unset to carve a stratified one from train"
-    raise DataError(f"datasets.{name}: split '{split}' has no image of class {first_few([repr(c) for c in absent])}{remedy}")
+    remedy = "" if role == "train" else "; leave validation_split unset to carve a stratified one from train"
+    raise DataError(f"datasets.{name}: split '{split}' has no image of class {first_few([repr(c) for c in absent])}, which the test split has{remedy}")
 
 
 def _explain(name: str, spec: DatasetSpec, exc: Exception) -> str:
