@@ -196,6 +196,11 @@ def _resize_processor(model):
     (model / "preprocessor_config.json").write_text(json.dumps(config))
 
 
+def _stop_cropping(model):
+    config = json.loads((model / "preprocessor_config.json").read_text())
+    (model / "preprocessor_config.json").write_text(json.dumps(config | {"do_center_crop": False}))
+
+
 def _save_hub_stub_tokenizer(model):
     from transformers import CLIPTokenizer
 
@@ -215,11 +220,12 @@ def _remove_tokenizer(model):
         (_drop_text_weights, "checkpoint of '{model}' lacks 36 of the model's weights (text_model.embeddings.position_embedding.weight, "),
         (_widen_visual_projection, "checkpoint of '{model}' has weights of the wrong shape for its config: visual_projection.weight (33, 64) vs (32, 64)"),
         (_truncate_weights, "cannot load '{model}': Error while deserializing header"),
-        (_resize_processor, "the image processor of '{model}' makes 224×224 images but the vision tower takes 32×32"),
+        (_resize_processor, "the image processor of '{model}' turns a 48×24 image into 224×224, but the vision tower takes 32×32"),
+        (_stop_cropping, "the image processor of '{model}' turns a 48×24 image into 64×32, but the vision tower takes 32×32"),
         (_save_hub_stub_tokenizer, "tokenizer of '{model}' has only its 2 special tokens (an offline stub, or a folder saved without"),
         (_remove_tokenizer, "tokenizer of '{model}' has only its 2 special tokens (an offline stub, or a folder saved without"),
     ],
-    ids=["no-config", "not-clip", "missing-weights", "misshapen-weights", "truncated-weights", "processor-size", "stub-tokenizer", "no-tokenizer"],
+    ids=["no-config", "not-clip", "missing-weights", "misshapen-weights", "truncated-weights", "processor-size", "processor-no-crop", "stub-tokenizer", "no-tokenizer"],
 )
 def test_a_damaged_model_folder_is_refused_instead_of_filled_with_random_weights(cli, tmp_path, image_folder, damage, expected):
     from vptbench.testing import save_tiny_clip
@@ -229,6 +235,28 @@ def test_a_damaged_model_folder_is_refused_instead_of_filled_with_random_weights
     code, out, err = _run(cli, tmp_path, tiny_suite_toml(model, image_folder))
     assert code == 2 and f"models.tiny: {expected.format(model=model)}" in err, err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def test_a_config_without_model_type_still_loads(tmp_path):
+    """Older save_pretrained folders omit model_type; CLIPModel reads them as CLIP."""
+    from vptbench.models import load_model
+    from vptbench.registry import ModelSpec
+    from vptbench.testing import save_tiny_clip
+
+    model = save_tiny_clip(tmp_path / "model")
+    config = json.loads((model / "config.json").read_text())
+    del config["model_type"]
+    (model / "config.json").write_text(json.dumps(config))
+    assert load_model("old", ModelSpec(source="local", path=str(model))).clip.config.projection_dim == 32
+
+
+def test_the_hub_being_offline_is_blamed_only_for_a_file_it_could_not_fetch():
+    from vptbench.errors import load_failure
+
+    damaged = load_failure("models.m", "org/clip", True, "save it locally", RuntimeError("Error while deserializing header"))
+    missing = load_failure("models.m", "org/clip", True, "save it locally", OSError("not cached"))
+    assert damaged == "models.m: cannot load 'org/clip': Error while deserializing header"
+    assert missing.startswith("models.m: 'org/clip' must come from the HuggingFace Hub, which is offline here")
 
 
 def test_a_small_but_real_tokenizer_is_accepted(tmp_path):

@@ -82,7 +82,8 @@ def first_few(items: list[str], shown: int = 3, sep: str = ", ") -> str:
 
 
 def load_failure(where: str, what: str, offline: bool, remedy: str, exc: BaseException) -> str:
-    """Why `what` did not load: the Hub being offline (with the local alternative), or the error."""
-    if offline:
+    """Why `what` did not load: the Hub being offline (with the local alternative) when a file could
+    not be fetched, or the error itself (a damaged file in the local cache is not the Hub's fault)."""
+    if offline and isinstance(exc, OSError):
         return f"{where}: '{what}' must come from the HuggingFace Hub, which is offline here (HF_HUB_OFFLINE=1); {remedy}"
     return f"{where}: cannot load '{what}': {first_line(exc)}"

@@ -44,16 +44,15 @@ def load_model(name: str, spec: ModelSpec) -> LoadedModel:
 
 
 def _load_pretrained(name: str, location: str, revision: str | None, spec: ModelSpec) -> LoadedModel:
-    from transformers import AutoConfig, AutoTokenizer, CLIPConfig, CLIPImageProcessorPil, CLIPModel
+    from transformers import AutoTokenizer, CLIPConfig, CLIPImageProcessorPil, CLIPModel
 
     try:  # the PIL processor on every machine: torchvision's resize would change the pixels
-        config = AutoConfig.from_pretrained(location, revision=revision)
-        if not isinstance(config, CLIPConfig):
-            raise ModelError(f"models.{name}: '{location}' holds a '{config.model_type}' model, not CLIP")
+        model_type = CLIPConfig.get_config_dict(location, revision=revision)[0].get("model_type", "clip")
+        if model_type != "clip":  # CLIPModel would load it with a warning and random weights
+            raise ModelError(f"models.{name}: '{location}' holds a '{model_type}' model, not CLIP")
         clip, loading = CLIPModel.from_pretrained(
             location,
             revision=revision,
-            config=config,
             attn_implementation=spec.attn_implementation,
             ignore_mismatched_sizes=True,  # reported below in one line, with the rest
             output_loading_info=True,
@@ -96,11 +95,12 @@ def _refuse_mismatched_processor(name: str, location: str, processor, image_size
     """Caught here, not at the first forward pass after every image has been decoded."""
     from PIL import Image
 
-    height, width = processor(Image.new("RGB", (8, 8)), return_tensors="np")["pixel_values"].shape[-2:]
+    probe = Image.new("RGB", (48, 24))  # not square: a processor that does not crop shows it
+    height, width = processor(probe, return_tensors="np")["pixel_values"].shape[-2:]
     if (height, width) != (image_size, image_size):
         raise ModelError(
-            f"models.{name}: the image processor of '{location}' makes {height}×{width} images but the vision tower "
-            f"takes {image_size}×{image_size}; fix preprocessor_config.json"
+            f"models.{name}: the image processor of '{location}' turns a 48×24 image into {width}×{height}, "
+            f"but the vision tower takes {image_size}×{image_size}; fix preprocessor_config.json"
         )
 
 
