@@ -15,7 +15,6 @@ seeds, batch order and epochs, so accuracy should agree within a point; only the
 from __future__ import annotations
 
 import argparse
-import copy
 import io
 import statistics
 import sys
@@ -55,7 +54,7 @@ def naive_run(train_set, test_set, experiment, bench, processor, seed: int) -> t
     """(test accuracy, seconds) of the reference study's loop: every batch decoded and preprocessed anew."""
     start = time.perf_counter()
     generator = seed_everything(seed)
-    tuner = experiment.tuner(experiment.config, copy.deepcopy(bench.model.clip).requires_grad_(False), bench.task)
+    tuner, _ = experiment.build(bench.model.clip, bench.task)
     # the same seeded stratified split vptbench uses, drawn over image indices
     labels = list(train_set["label"])
     index = ImageData(ImageSplit(torch.arange(len(labels)), torch.tensor(labels)), ImageSplit(torch.arange(0), torch.arange(0)), None, [], [])
@@ -164,7 +163,7 @@ def main() -> None:
         ours_acc, ours_s = ours[experiment.id][0][0], statistics.median(t for _, t in ours[experiment.id])
         totals[0] += naive_s
         totals[1] += ours_s
-        trainable = count_parameters(experiment.tuner(experiment.config, copy.deepcopy(bench.model.clip).requires_grad_(False), bench.task))[0]
+        trainable = count_parameters(experiment.build(bench.model.clip, bench.task)[0])[0]
         print(
             f"| {experiment.id} | {experiment.spec.tuner} | {experiment.training.epochs} | {trainable:,} | {naive_acc:.3f} | "
             f"{ours_acc:.3f} | {naive_s:.1f} | {ours_s:.2f} | {naive_s / ours_s:.1f}× |"
