@@ -68,9 +68,10 @@ def _load_pretrained(name: str, location: str, revision: str | None, spec: Model
     positions = clip.config.text_config.max_position_embeddings
     if tokenizer.model_max_length > positions:  # saved without a limit: the text tower's is the real one
         tokenizer.model_max_length = positions
-    if set(tokenizer.get_vocab().values()) <= set(tokenizer.all_special_ids):
+    vocab = tokenizer.get_vocab()
+    if set(vocab.values()) <= set(tokenizer.all_special_ids):
         raise ModelError(
-            f"models.{name}: tokenizer of '{location}' has only its {len(tokenizer.get_vocab())} special tokens "
+            f"models.{name}: tokenizer of '{location}' has only its {len(vocab)} special tokens "
             "(an offline stub, or a folder saved without the tokenizer's files); "
             "point `path` at a local copy saved with save_pretrained"
         )

@@ -61,15 +61,16 @@ BUILTIN_DATASETS: dict[str, Callable[[], dict[str, RawSplit]]] = {
 def load_images(name: str, spec: DatasetSpec, model: LoadedModel, progress=None) -> ImageData:
     """Load `spec`'s splits and decode them once, at the model's input size."""
     raw = _read(name, spec)
-    named = {"train": spec.train_split, "test": spec.test_split, "validation": spec.validation_split}
+    declared = {"train": spec.train_split, "test": spec.test_split, "validation": spec.validation_split}
+    named = {role: declared[role] or role for role in raw}  # as the dataset names its splits
     for role, (_, labels) in raw.items():  # every split's labels before any image is decoded
-        _check_labels(name, spec, named[role] or role, labels)
+        _check_labels(name, spec, named[role], labels)
     tested = {int(label) for label in raw["test"][1]}
     for role in raw.keys() - {"test"}:
-        _check_tested_classes_present(name, spec, named[role] or role, role, raw[role][1], tested)
+        _check_tested_classes_present(name, spec, named[role], role, raw[role][1], tested)
     splits = {}
     for role, (images, labels) in raw.items():
-        where = f"datasets.{name}: split '{named[role] or role}'"
+        where = f"datasets.{name}: split '{named[role]}'"
         splits[role] = ImageSplit(*preprocess(images, labels, model.image_processor, where, progress))
     mean, std = model.mean_std
     return ImageData(
@@ -126,7 +127,7 @@ def _refuse_unlabelled_folders(name: str, folder: Path) -> None:
     name that folder, not the first split that lost its labels (a metadata file labels loose images)."""
     for split in sorted(p for p in folder.iterdir() if p.is_dir()):
         loose = sorted(p.name for p in split.iterdir() if p.is_file() and not p.name.startswith("."))
-        if loose and not any(name.startswith("metadata.") for name in loose):
+        if loose and not any(file.startswith("metadata.") for file in loose):
             raise DataError(
                 f"datasets.{name}: '{split}' holds images directly ({first_few(loose)}); "
                 "an image folder labels its images by their class subfolders, in every split"
