@@ -357,7 +357,8 @@ def test_frozen_features_are_computed_once_and_shared(cli, tiny_config, tmp_path
 
 
 def test_feature_cache_key_changes_with_everything_the_features_depend_on():
-    from vptbench.harness.features import fingerprint, model_digest
+    from vptbench.harness.features import fingerprint
+    from vptbench.harness.fingerprints import model_digest
 
     def key(name="k", precision="fp32", model=None, data=None):
         return fingerprint(name, precision, model_digest(model or tiny_clip()[0]), data or _data())
@@ -563,3 +564,17 @@ def test_a_tuner_that_freezes_its_own_head_is_flagged_and_zero_shot_is_not():
     assert untrained_note(frozen) == "nothing is trainable, yet the tuner added 99 parameters of its own: they were evaluated as initialised"
     zero_shot = run_one(_bench(), _plan("zero-shot"), 0, QuietObserver())
     assert zero_shot["frozen_added_params"] == 0 and untrained_note(zero_shot) == ""
+
+
+def test_the_builtin_random_model_has_the_same_weights_every_time():
+    """A resumed run, or a combined report, of the random ViT-B/16 goes on with the weights it began with."""
+    from vptbench.harness.fingerprints import model_digest
+    from vptbench.models import load_model
+    from vptbench.registry import ModelSpec
+
+    spec = ModelSpec(source="builtin", id="vit-b16-random")
+    torch.manual_seed(1)
+    first = model_digest(load_model("r", spec).clip)
+    state = torch.random.get_rng_state()
+    assert model_digest(load_model("r", spec).clip) == first
+    assert torch.equal(torch.random.get_rng_state(), state)  # and the caller's random stream is untouched

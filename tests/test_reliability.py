@@ -251,3 +251,46 @@ def test_report_leaves_a_run_directory_in_use_alone_and_refuses_a_repeated_one(c
     (run_dir / ".lock").unlink()
     code, _, err = cli("report", run_dir, run_dir, "--output", tmp_path / "combined")
     assert code == 2 and "is named twice; name each run directory once" in err
+
+
+def test_resume_and_combining_refuse_weights_or_images_changed_under_the_same_names(cli, tmp_path, tiny_model_dir, image_folder):
+    """The names in run.json say nothing of what the folders held: their fingerprints do."""
+    import shutil
+
+    import numpy as np
+    import torch
+    from PIL import Image
+    from transformers import CLIPModel
+
+    from conftest import tiny_suite_toml
+
+    model, data = shutil.copytree(tiny_model_dir, tmp_path / "model"), shutil.copytree(image_folder, tmp_path / "data")
+    config = tmp_path / "bench.toml"
+    config.write_text(tiny_suite_toml(model, data, '[suites.s.experiments.E1]\ntuner = "zero-shot"\n'))
+
+    def run(output):
+        code, _, err = cli("run", "--all", "--config", config, "--output", tmp_path / output, "--quiet")
+        assert code == 0, err
+        return _only_dir(tmp_path / output)
+
+    def refusal(*args):
+        code, _, err = cli(*args)
+        assert code == 2 and "Traceback" not in err, err
+        return " ".join(err.split())
+
+    before = run("before")
+    assert set(json.loads((before / "run.json").read_text())["fingerprints"]) == {"model", "dataset"}
+    assert cli("run", "--resume", before, "--quiet")[0] == 0  # nothing changed: it resumes
+    image = next((data / "test").glob("*/*.png"))
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(image)  # same name, same class, other pixels
+    assert f"cannot resume '{before}': the images of dataset 'colors' changed since it started; start a new run" in refusal("run", "--resume", before)
+    clip = CLIPModel.from_pretrained(model)
+    with torch.no_grad():
+        clip.visual_projection.weight.mul_(-1)  # same shapes, same config
+    clip.save_pretrained(model)
+    changed = "the weights of model 'tiny' and the images of dataset 'colors'"
+    assert f"cannot resume '{before}': {changed} changed since it started" in refusal("run", "--resume", before)
+    after = run("after")
+    assert f"cannot combine '{before}' and '{after}': {changed} differ between them" in refusal("report", before, after, "--output", tmp_path / "combined")
+    assert not (tmp_path / "combined").exists()
+    assert cli("report", after, run("again"), "--output", tmp_path / "combined")[0] == 0  # the same weights and images again

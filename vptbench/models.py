@@ -113,6 +113,7 @@ def _demo_clip(name: str, spec: ModelSpec) -> LoadedModel:
 
 def _vit_b16_random(name: str, spec: ModelSpec) -> LoadedModel:
     """CLIP ViT-B/16's exact geometry with random weights: dry runs, parameter counts, throughput."""
+    import torch
     from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel
 
     from vptbench.demo_model.tokenizer import build_tokenizer, special_token_ids
@@ -123,7 +124,9 @@ def _vit_b16_random(name: str, spec: ModelSpec) -> LoadedModel:
         vision_config={"patch_size": 16},
         projection_dim=512,
     )
-    clip = CLIPModel._from_config(config, attn_implementation=spec.attn_implementation)
+    with torch.random.fork_rng(devices=[]):  # the same weights every time: a resumed run goes on with them
+        torch.manual_seed(0)
+        clip = CLIPModel._from_config(config, attn_implementation=spec.attn_implementation)
     return LoadedModel(clip=clip, tokenizer=tokenizer, image_processor=CLIPImageProcessorPil(), name=name)
 
 

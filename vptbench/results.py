@@ -227,6 +227,8 @@ def combine_run_dirs(run_dirs: list[Path]) -> tuple[dict, list[dict]]:
         setup = _setup_difference(loaded[0][0]["config"], meta["config"])
         if setup:
             raise UsageError(f"cannot combine '{run_dirs[0]}' and '{run_dir}': they ran with different {setup}")
+        if changed := fingerprint_difference(loaded[0][0], meta):
+            raise UsageError(f"cannot combine '{run_dirs[0]}' and '{run_dir}': {changed} differ between them")
         for experiment_id, settings in meta["config"].get("experiments", {}).items():
             if experiment_id not in experiments:
                 experiments[experiment_id], brought_by[experiment_id] = settings, run_dir
@@ -281,6 +283,21 @@ def _setup_difference(first: dict, other: dict) -> str:
         if located_anywhere(first.get(what)) != located_anywhere(other.get(what)):
             return f"{what} (both named '{names[0]}', declared differently)"
     return ""
+
+
+def fingerprint_difference(first: dict, other: dict) -> str:
+    """What two run.json files name alike but recorded different fingerprints of: "the weights of
+    model 'x'", "the images of dataset 'y'", both, or "" (also when either run predates fingerprints)."""
+    ours, theirs = first.get("fingerprints") or {}, other.get("fingerprints") or {}
+    if not ours or not theirs:
+        return ""
+    names = first["config"]
+    changed = [
+        f"the {part} of {what} '{names.get(f'{what}_name')}'"
+        for what, part in (("model", "weights"), ("dataset", "images"))
+        if ours.get(what) != theirs.get(what)
+    ]
+    return " and ".join(changed)
 
 
 def _settings_difference(first: dict, other: dict) -> str:

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from vptbench.data import ImageData, ImageSplit
 from vptbench.errors import UsageError
 from vptbench.harness.device import describe
+from vptbench.harness.fingerprints import model_digest
 from vptbench.results import write_atomic, write_problem
 
 
@@ -66,17 +67,6 @@ class FeatureStore:
                 _save(path, features)
         self.memory[(key, precision, weights)] = features
         return features, origin
-
-
-def model_digest(model: nn.Module) -> str:
-    """A hash of the frozen model's settings and weights (settings no weight shows, too: activation,
-    layer-norm epsilon, heads, attention kernel)."""
-    config = getattr(model, "config", None)
-    digest = hashlib.sha256(f"{config.to_json_string()}|{config._attn_implementation}".encode() if config is not None else b"")
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
 
 
 def fingerprint(key: str, precision: str, weights: str, data: ImageData) -> str:

@@ -79,6 +79,7 @@ class Workbench:
     task: Task
     device: torch.device
     features: FeatureStore = field(default_factory=FeatureStore)
+    fingerprints: dict[str, str] = field(default_factory=dict)  # of model and data, for run.json
 
     def normalizer(self):
         mean = torch.tensor(self.data.mean, device=self.device).view(1, -1, 1, 1)

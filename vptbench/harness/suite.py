@@ -17,6 +17,7 @@ from vptbench.errors import ConfigError, DataError, PluginError, UsageError, fir
 from vptbench.harness.device import describe, use_device
 from vptbench.harness.executors import Executor, LocalExecutor
 from vptbench.harness.features import FeatureStore
+from vptbench.harness.fingerprints import suite_fingerprints
 from vptbench.harness.guarded import failed_record, params_of, reference_of
 from vptbench.harness.runner import Observer, PlannedExperiment, Workbench
 from vptbench.models import LoadedModel, load_model
@@ -31,6 +32,7 @@ from vptbench.results import (
     SCHEMA_VERSION,
     RunLock,
     environment,
+    fingerprint_difference,
     in_plan_order,
     now,
     run_key,
@@ -200,7 +202,7 @@ def prepare(plan: SuitePlan, device_name: str, progress=None, feature_cache: Pat
     except torch.cuda.OutOfMemoryError:
         size = sum(s.pixels.nbytes for s in (data.train, data.test, data.validation) if s is not None) / 2**30
         raise DataError(f"datasets.{plan.dataset_name}: the decoded images ({size:.1f} GiB as uint8) do not fit in {describe(device)} memory") from None
-    return Workbench(model, on_device, task, device, FeatureStore(feature_cache))
+    return Workbench(model, on_device, task, device, FeatureStore(feature_cache), suite_fingerprints(model, data))
 
 
 def run_suite(
@@ -223,6 +225,7 @@ def run_suite(
         "config": plan.describe(),
         "seeds": plan.seeds,
         "plan": plan_keys,
+        "fingerprints": bench.fingerprints,
         "device": describe(bench.device),
         "environment": environment(),
         "started": earlier["started"] if earlier else now(),
@@ -230,6 +233,8 @@ def run_suite(
         "resumed_runs": sorted(done),
         "status": "running",
     }
+    if earlier and (changed := fingerprint_difference(earlier, meta)):
+        raise UsageError(f"cannot resume '{run_dir}': {changed} changed since it started; start a new run")
     pending = [(e, seed) for e in plan.experiments for seed in plan.seeds if run_key(e.id, seed) not in done]
     result.records = in_plan_order(list(earlier_records.values()), plan_keys)  # a failed one stays until its rerun ends
     executor = executor or LocalExecutor()
