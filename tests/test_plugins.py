@@ -71,14 +71,29 @@ def test_a_tuner_with_the_wrong_constructor_is_invalid():
 
 
 def test_a_name_two_distributions_claim_is_unusable_and_names_both_while_others_work(fake_distribution, cli, tiny_config):
-    fake_distribution("copycat", {"zero-shot": "json:dumps"})
-    claimed_twice = r"Tuner 'zero-shot' is registered 2 times: by .*(vptbench|copycat).* and by .*(copycat|vptbench).*\. Uninstall all but one of them\."
+    fake_distribution("copycat", {"extra": "json:dumps"})
+    fake_distribution("lookalike", {"extra": "json:loads"})
+    claimed_twice = r"Tuner 'extra' is registered 2 times: by .*(lookalike|copycat) 1.0 and by .*(copycat|lookalike) 1.0\. Uninstall all but one of them\."
     with pytest.raises(PluginError, match=claimed_twice):
-        plugins.load_tuner("zero-shot")
+        plugins.load_tuner("extra")
     assert plugins.load_tuner("linear-probe").__name__ == "LinearProbe"
     code, out, _ = cli("list", "--config", tiny_config, "--json")
     tuners = {t["name"]: t for t in json.loads(out)["tuners"]}
-    assert code == 0 and tuners["zero-shot"]["status"] == "broken" and tuners["linear-probe"]["status"] == "ok"
+    assert code == 0 and tuners["extra"]["status"] == "broken" and tuners["linear-probe"]["status"] == "ok"
+
+
+def test_a_built_in_keeps_its_name_when_a_plugin_claims_it(fake_distribution, cli, tiny_config, tmp_path):
+    """Installing a package must not change, or break, what `zero-shot` means; `list` says why the
+    plugin's tuner is not used."""
+    fake_distribution("copycat", {"zero-shot": "json:dumps"})
+    assert plugins.load_tuner("zero-shot").__name__ == "ZeroShot"
+    code, out, _ = cli("list", "--config", tiny_config, "--json")
+    rows = [t for t in json.loads(out)["tuners"] if t["name"] == "zero-shot"]
+    ignored = "ignored: 'zero-shot' is a built-in tuner's name; copycat must register its tuner under another name"
+    assert code == 0 and [(t["distribution"], t["status"]) for t in rows] == [("vptbench", "ok"), ("copycat", "ignored")] and rows[1]["error"] == ignored
+    code, out, _ = cli("list", "--config", tiny_config)
+    assert code == 0 and ignored in " ".join(out.replace("│", " ").split())
+    assert cli("run", "E1", "--config", tiny_config, "--output", tmp_path, "--quiet")[0] == 0
 
 
 def test_third_party_plugins_can_be_switched_off(fake_distribution, monkeypatch):

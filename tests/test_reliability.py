@@ -259,10 +259,9 @@ def test_resume_and_combining_refuse_weights_or_images_changed_under_the_same_na
 
     import numpy as np
     import torch
+    from conftest import tiny_suite_toml
     from PIL import Image
     from transformers import CLIPModel
-
-    from conftest import tiny_suite_toml
 
     model, data = shutil.copytree(tiny_model_dir, tmp_path / "model"), shutil.copytree(image_folder, tmp_path / "data")
     config = tmp_path / "bench.toml"

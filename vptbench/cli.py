@@ -62,6 +62,8 @@ def list_command(
         tuners.append(
             {"name": name, "distribution": plugin.distribution, "version": plugin.version, "status": "ok" if status.ok else "broken", "error": status.error}
         )
+    for plugin in plugins.ignored_plugins():
+        tuners.append({"name": plugin.name, "distribution": plugin.distribution, "version": plugin.version, "status": "ignored", "error": plugin.conflict})
     experiments = check_experiments(suite_name, chosen, config_path)
     invalid = [e for e in experiments if e["status"] == "invalid"]
     if as_json:
@@ -72,7 +74,8 @@ def list_command(
         out = table_console()
         table = make_table("Tuners (entry-point group vptbench.tuners)", ("Name", "Distribution", "Version", "Status"))
         for t in tuners:
-            table.add_row(t["name"], t["distribution"], t["version"], "ok" if t["status"] == "ok" else f"[red]broken[/]: {t['error']}")
+            status = {"ok": "ok", "broken": f"[red]broken[/]: {t['error']}"}.get(t["status"], f"[yellow]{t['error']}[/]")
+            table.add_row(t["name"], t["distribution"], t["version"], status)
         out.print(table)
         columns = ("Experiment", "Tuner", "Params", "Description", "Status")
         about = f": {chosen.description}" if chosen.description else ""

@@ -28,7 +28,7 @@ class Plugin:
     distribution: str
     version: str
     entry_point: EntryPoint
-    conflict: str = ""  # set when several distributions claim the name: then none of them is used
+    conflict: str = ""  # why it is not used: another distribution claims the name too, or a built-in has it
 
     @property
     def builtin(self) -> bool:
@@ -54,20 +54,38 @@ def third_party_disabled() -> bool:
 
 
 def find_plugins() -> dict[str, Plugin]:
-    """Every declared tuner by name. A name several distributions claim is unusable, and says so
+    """Every usable tuner name and who provides it. A built-in keeps its name whoever else claims
+    it (see `ignored_plugins`); another name several distributions claim is unusable, and says so
     when used or listed; every other tuner still works."""
-    claims: dict[str, list[Plugin]] = {}
-    for plugin in _scan():
-        if plugin.builtin or not third_party_disabled():
-            claims.setdefault(plugin.name, []).append(plugin)
     found = {}
-    for name, claimants in claims.items():
-        found[name] = claimants[0]
-        if len(claimants) > 1:
+    for name, claimants in _claims().items():
+        builtin = [p for p in claimants if p.builtin]
+        found[name] = builtin[0] if builtin else claimants[0]
+        if len(claimants) > 1 and not builtin:
             by = [f"{p.distribution} {p.version}" for p in claimants]
             conflict = f"Tuner '{name}' is registered {len(by)} times: by {', '.join(by[:-1])} and by {by[-1]}. Uninstall all but one of them."
             found[name] = replace(claimants[0], conflict=conflict)
     return dict(sorted(found.items()))
+
+
+def ignored_plugins() -> list[Plugin]:
+    """Third-party tuners registered under a built-in's name: never used, so that installing a
+    package cannot change what `zero-shot` means; `list` shows them with the reason."""
+    return [
+        replace(p, conflict=f"ignored: '{name}' is a built-in tuner's name; {p.distribution} must register its tuner under another name")
+        for name, claimants in sorted(_claims().items())
+        if any(c.builtin for c in claimants)
+        for p in claimants
+        if not p.builtin
+    ]
+
+
+def _claims() -> dict[str, list[Plugin]]:
+    claims: dict[str, list[Plugin]] = {}
+    for plugin in _scan():
+        if plugin.builtin or not third_party_disabled():
+            claims.setdefault(plugin.name, []).append(plugin)
+    return claims
 
 
 @cache
