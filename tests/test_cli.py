@@ -49,10 +49,21 @@ def test_report_regenerates_without_retraining(cli, tiny_config, tmp_path, monke
     assert code == 0, err
     assert {p.name: p.read_bytes() for p in (run_dir / "runs").iterdir()} == runs
     assert (run_dir / "report.md").is_file() and "E2" in out
+    assert not (run_dir / "results.csv").exists()  # --format md writes the report and its plots only
+    assert f"in {run_dir}: report.md, " in " ".join(err.split())
     code, _, _ = cli("report", run_dir, "--format", "json")
     assert code == 0 and json.loads((run_dir / "report.json").read_text())["runs"][0]["experiment"] == "E2"
     code, _, _ = cli("report", run_dir, "--format", "csv")
     assert code == 0 and pd.read_csv(run_dir / "results.csv").shape[0] == 1
+    written = {p.name: p.stat().st_mtime_ns for p in run_dir.rglob("*")}
+    code, _, err = cli("report", run_dir, "--output", tmp_path / "elsewhere")  # e.g. a colleague's read-only results
+    assert code == 0, err
+    assert {p.name: p.stat().st_mtime_ns for p in run_dir.rglob("*")} == written  # the run directory is left as it was
+    (copy,) = (tmp_path / "elsewhere").iterdir()
+    assert copy.name.startswith(f"{run_dir.name.split('-')[0]}-report-") and f"wrote 8 files in {copy}" in " ".join(err.split())
+    assert pd.read_csv(copy / "results.csv").equals(pd.read_csv(run_dir / "results.csv")) and (copy / "report.md").is_file()
+    code, _, err = cli("run", "--resume", copy)
+    assert code == 2 and f"--resume: '{copy}' is a copy of {run_dir}'s report; resume that" in " ".join(err.split())
 
 
 def test_seeds_epochs_and_json_summary(cli, tiny_config, tmp_path):

@@ -116,7 +116,7 @@ def test_combining_run_directories(cli, tiny_config, tmp_path):
         assert cli("run", "E2", "--config", tiny_config, "--output", tmp_path / "runs", "--seeds", seed, "--quiet")[0] == 0
     first, second = sorted((tmp_path / "runs").iterdir())
     assert json.loads((second / "run.json").read_text())["config"]["experiments"]["E2"]["training"]["seeds"] == [1]
-    code, _, err = cli("report", first, second, "--output", tmp_path / "combined", "--format", "csv")
+    code, _, err = cli("report", first, second, "--output", tmp_path / "combined")
     assert code == 0, err
     (combined,) = (tmp_path / "combined").iterdir()
     frame = pd.read_csv(combined / "results.csv")

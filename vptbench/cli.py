@@ -22,6 +22,7 @@ app = typer.Typer(
 )
 ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="Registry TOML (default: ./benchmark.toml, else the packaged one).")]
 SuiteOption = Annotated[str | None, typer.Option("--suite", "-s", help="Suite to use (default: the registry's default_suite).")]
+RESULTS = Path("results")  # where run directories go unless --output says otherwise
 
 
 def _print_version(value: bool) -> None:
@@ -99,7 +100,7 @@ def run(
     epochs: Annotated[int | None, typer.Option(min=1, help="Override every experiment's epochs.")] = None,
     compile_model: Annotated[bool | None, typer.Option("--compile/--no-compile", help="torch.compile every experiment's model, or none (default: each experiment's setting).", show_default=False)] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
-    output: Annotated[Path, typer.Option("--output", "-o", help="Folder that receives the run directory.")] = Path("results"),
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder that receives the run directory.")] = RESULTS,
     resume: Annotated[Path | None, typer.Option(help="Finish an interrupted run directory: keep its finished runs, rerun the rest.")] = None,
     feature_cache: Annotated[Path | None, typer.Option(help="Folder that keeps frozen-encoder features across runs (keyed by a hash of weights, model settings, data and precision).")] = None,
     executor: Annotated[str, typer.Option(help="local (this process) or ray (one task per experiment and seed).")] = "local",
@@ -124,7 +125,9 @@ def run(
             raise UsageError(f"--resume takes the run directory's own configuration; drop {', '.join(given)}")
         meta, finished = load_run_dir(resume)
         if meta.get("status") == "combined":
-            raise UsageError(f"--resume: '{resume}' combines the reports of {', '.join(meta.get('sources', []))}; resume one of those")
+            sources = meta.get("sources", [])
+            what = f"combines the reports of {', '.join(sources)}; resume one of those" if len(sources) > 1 else f"is a copy of {sources[0]}'s report; resume that"
+            raise UsageError(f"--resume: '{resume}' {what}")
         plan = plan_from_run_dir(meta)
     else:
         plan = _plan_from_registry(ids, all_, suite, config, seeds, epochs, compile_model, model, dataset)
@@ -261,41 +264,39 @@ def _finish(result, suite_name: str, as_json: bool) -> None:
 @reports_errors
 def report(
     run_dirs: Annotated[list[Path] | None, typer.Argument(help="Run directories (default: the latest under --output); several are combined.", show_default=False)] = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="md, csv or json: the file to point at (all are regenerated).")] = "md",
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where runs live: to find the latest, and to put a combined report.")] = Path("results"),
+    fmt: Annotated[str | None, typer.Option("--format", "-f", help="md, csv or json: write only that format (default: all).", show_default=False)] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Where runs live: to find the latest, and where a combined report (or one run's, when given) goes.", show_default="results"),
+    ] = None,
 ) -> None:
     """Regenerate reports from saved results, without retraining."""
     from rich.markup import escape
 
-    from vptbench.reporting import REPORT_JSON, REPORT_MD, RESULTS_CSV, SUMMARY_CSV, write_reports
+    from vptbench.reporting import FORMATS, write_reports
     from vptbench.reporting.console import summary_table
     from vptbench.results import (
-        RUN_FILE,
         RunLock,
         combine_run_dirs,
+        copy_run_records,
         latest_run_dir,
         load_run_dir,
         missing_runs,
         new_run_dir,
-        save_run_record,
-        write_json,
     )
 
-    files = {"md": [REPORT_MD], "csv": [RESULTS_CSV, SUMMARY_CSV], "json": [REPORT_JSON]}
-    if fmt not in files:
-        raise UsageError(f"--format: '{fmt}' is not one of md, csv, json")
-    run_dirs = run_dirs or [latest_run_dir(output)]
-    if len(run_dirs) == 1:
-        target = run_dirs[0]
+    if fmt is not None and fmt not in FORMATS:
+        raise UsageError(f"--format: '{fmt}' is not one of {', '.join(FORMATS)}")
+    run_dirs = run_dirs or [latest_run_dir(output or RESULTS)]
+    if len(run_dirs) == 1 and (output is None or output.resolve() == run_dirs[0].resolve().parent):
+        target = run_dirs[0]  # rewritten in place
         meta, records = load_run_dir(target)
     else:
         meta, records = combine_run_dirs(run_dirs)
-        target = new_run_dir(output, f"{meta['suite']}-combined")
-        write_json(target / RUN_FILE, meta)
-        for record in records:
-            save_run_record(target, record)
+        target = new_run_dir(output or RESULTS, f"{meta['suite']}-{'combined' if len(run_dirs) > 1 else 'report'}")
+        copy_run_records(target, meta, records)
     with RunLock(target):  # never rewrite the reports of a run still writing them
-        write_reports(target, meta, records)
+        written = write_reports(target, meta, records, (fmt,) if fmt else FORMATS)
     out = table_console()
     out.print(summary_table(records, f"Suite '{meta['suite']}' — {target}", out.width))
     if missing := missing_runs(meta, records):
@@ -303,7 +304,7 @@ def report(
     for overlap in meta.get("overlapping_runs", []):
         places = ", ".join(overlap["in"][:-1]) + f" and {overlap['in'][-1]}"
         console.print(escape(f"{overlap['run']} is in {places}: the one in {overlap['reported']} is reported"), soft_wrap=True)
-    console.print("wrote " + ", ".join(str(target / name) for name in files[fmt]))
+    console.print(escape(f"wrote {_count(len(written), 'file')} in {target}: " + ", ".join(p.name for p in written)), soft_wrap=True)
 
 
 def _positive(value: float | None) -> float | None:

@@ -263,6 +263,13 @@ def combine_run_dirs(run_dirs: list[Path]) -> tuple[dict, list[dict]]:
     return meta, in_plan_order(list(by_key.values()), plan)
 
 
+def copy_run_records(run_dir: Path, meta: dict, records: list[dict]) -> None:
+    """A new run directory's run.json and records, for a report made elsewhere than where they ran."""
+    write_json(run_dir / RUN_FILE, meta)
+    for record in records:
+        save_run_record(run_dir, record)
+
+
 def _measured(record: dict) -> int:
     """How much a record measured: a finished run (ok, or diverged with its curves) over one cut short."""
     return {"ok": 2, "diverged": 1}.get(record["status"], 0)

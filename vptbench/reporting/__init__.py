@@ -13,17 +13,28 @@ REPORT_MD = "report.md"
 REPORT_JSON = "report.json"
 
 
-def write_reports(run_dir: Path, meta: dict, records: list[dict]) -> list[Path]:
-    """(Re)write every report file of a run directory from its records."""
+FORMATS = ("md", "csv", "json")
+
+
+def write_reports(run_dir: Path, meta: dict, records: list[dict], formats: tuple[str, ...] = FORMATS) -> list[Path]:
+    """(Re)write a run directory's report files of the given formats from its records (md comes
+    with its plots); the list of files written."""
     from vptbench.reporting.markdown import markdown_report
     from vptbench.reporting.plots import write_plots
     from vptbench.reporting.schema import Report
 
     report = Report.model_validate({**meta, "runs": records})  # first: nothing is written from what the schema rejects
     frame = flat_frame(records)
-    write_atomic(run_dir / RESULTS_CSV, frame.to_csv(index=False))
-    write_atomic(run_dir / SUMMARY_CSV, summarize(frame).to_csv(index=False))
-    plots = write_plots(run_dir, records)
-    write_atomic(run_dir / REPORT_MD, markdown_report(meta, records, frame, plots))
-    write_atomic(run_dir / REPORT_JSON, report.model_dump_json(indent=2, by_alias=True) + "\n")
-    return [run_dir / RESULTS_CSV, run_dir / SUMMARY_CSV, run_dir / REPORT_MD, run_dir / REPORT_JSON, *plots]
+    written = []
+    if "csv" in formats:
+        write_atomic(run_dir / RESULTS_CSV, frame.to_csv(index=False))
+        write_atomic(run_dir / SUMMARY_CSV, summarize(frame).to_csv(index=False))
+        written += [run_dir / RESULTS_CSV, run_dir / SUMMARY_CSV]
+    if "md" in formats:
+        plots = write_plots(run_dir, records)
+        write_atomic(run_dir / REPORT_MD, markdown_report(meta, records, frame, plots))
+        written += [run_dir / REPORT_MD, *plots]
+    if "json" in formats:
+        write_atomic(run_dir / REPORT_JSON, report.model_dump_json(indent=2, by_alias=True) + "\n")
+        written.append(run_dir / REPORT_JSON)
+    return written
