@@ -86,6 +86,7 @@ params = { num_tokens = 4 }
         (('model = "m"', 'model = "nope"'), "suites.demo.model: 'nope' is not declared under [models]"),
         (('id = "demo-clip"', 'path = "x"'), "models.m: source 'builtin' takes `id`"),
         (('class_names = ["a", "b"]', 'class_names = ["a", "a"]'), "class_names contains duplicates"),
+        (('class_names = ["a", "b"]', 'class_names = ["a", " "]'), 'datasets.d.class_names.1: a class name cannot be blank: zero-shot prompts each class by its name'),
         (("lr = 0.001", "lr = inf"), "suites.demo.training.lr: Input should be a finite number"),
         (("lr = 0.001", "seeds = [0, 0]"), "suites.demo.training.seeds: contains duplicates"),
         (("lr = 0.001", "seeds = [4294967296]"), "suites.demo.training.seeds.0: Input should be less than 4294967296"),
@@ -193,6 +194,8 @@ def test_unknown_experiment_and_suite_are_usage_errors(tmp_path):
         plan_experiments("demo", registry.suites["demo"], path, ["E9"])
     with pytest.raises(UsageError, match="Unknown suite 'dem'. Did you mean 'demo'"):
         select_suite(registry, "dem")
+    with pytest.raises(UsageError, match="Unknown experiment 'e1'. Did you mean 'E1'"):  # the case a shell user typed
+        plan_experiments("demo", registry.suites["demo"], path, ["e1"])
 
 
 def test_experiment_overrides_inherit_the_rest(tmp_path):

@@ -64,8 +64,9 @@ def stop_reason() -> str:
 def unknown_name(kind: str, name: str, available: Iterable[str]) -> str:
     """lm-eval style message: the culprit, a suggestion, and the choices."""
     choices = sorted(available)
-    close = difflib.get_close_matches(name, choices, n=1)
-    hint = f" Did you mean '{close[0]}'?" if close else ""
+    by_lower = {choice.lower(): choice for choice in choices}  # `e1` for `E1`: too short for difflib alone
+    close = difflib.get_close_matches(name.lower(), list(by_lower), n=1)
+    hint = f" Did you mean '{by_lower[close[0]]}'?" if close else ""
     return f"Unknown {kind} '{name}'.{hint} Available: {', '.join(choices) or 'none'}."
 
 

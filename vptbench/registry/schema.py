@@ -19,6 +19,15 @@ Seed = Annotated[int, Field(ge=0, lt=2**32)]
 PrecisionName = Literal["auto", "fp32", "bf16", "fp16"]
 
 
+def _not_blank(name: str) -> str:
+    if not name.strip():
+        raise ValueError("a class name cannot be blank: zero-shot prompts each class by its name")
+    return name
+
+
+ClassName = Annotated[str, AfterValidator(_not_blank)]
+
+
 def _unique(values: list) -> list:
     if len(set(values)) != len(values):
         raise ValueError("contains duplicates")
@@ -67,7 +76,7 @@ class DatasetSpec(Strict):
     )
     image_column: str = "image"
     label_column: str = "label"
-    class_names: Annotated[list[str], Field(min_length=2)]
+    class_names: Annotated[list[ClassName], Field(min_length=2)]
     templates: Annotated[list[Template], Field(min_length=1)] = ["a photo of a {}."]
 
     @model_validator(mode="after")
