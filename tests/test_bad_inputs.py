@@ -161,7 +161,12 @@ def test_a_class_too_small_for_a_stratified_validation_split(cli, tmp_path, tiny
 
     folder = make_image_folder(tmp_path / "few", COLORS, {"train": 1, "test": 2})
     code, _, err = _run(cli, tmp_path, tiny_suite_toml(tiny_model_dir, folder))
-    assert code == 2 and "cannot carve a stratified validation split" in err
+    expected = f"datasets.colors: cannot carve a stratified validation split (20% of train): classes {', '.join(map(repr, COLORS))} have a single training image"
+    assert code == 2 and expected in err, err
+    folder = make_image_folder(tmp_path / "three", COLORS, {"train": 3, "test": 2})
+    code, _, err = _run(cli, tmp_path, tiny_suite_toml(tiny_model_dir, folder))
+    expected = "(20% of train): 9 training images leave 2 for validation, fewer than the 3 classes each side must hold; add training images"
+    assert code == 2 and expected in err, err
 
 
 def _drop_text_weights(model):
@@ -219,7 +224,7 @@ def _remove_tokenizer(model):
         (_as_bert, "'{model}' holds a 'bert' model, not CLIP"),
         (_drop_text_weights, "checkpoint of '{model}' lacks 36 of the model's weights (text_model.embeddings.position_embedding.weight, "),
         (_widen_visual_projection, "checkpoint of '{model}' has weights of the wrong shape for its config: visual_projection.weight (33, 64) vs (32, 64)"),
-        (_truncate_weights, "cannot load '{model}': Error while deserializing header"),
+        (_truncate_weights, "weights file '{model}/model.safetensors' is damaged or truncated (Error while deserializing header"),
         (_resize_processor, "the image processor of '{model}' turns a 48×24 image into 224×224, but the vision tower takes 32×32"),
         (_stop_cropping, "the image processor of '{model}' turns a 48×24 image into 64×32, but the vision tower takes 32×32"),
         (_save_hub_stub_tokenizer, "tokenizer of '{model}' has only its 2 special tokens (an offline stub, or a folder saved without"),
@@ -235,6 +240,31 @@ def test_a_damaged_model_folder_is_refused_instead_of_filled_with_random_weights
     code, out, err = _run(cli, tmp_path, tiny_suite_toml(model, image_folder))
     assert code == 2 and f"models.tiny: {expected.format(model=model)}" in err, err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def test_a_file_where_a_folder_is_declared_is_named_as_a_file(cli, tmp_path, tiny_model_dir, image_folder):
+    """Not "does not exist": the user is looking at it. And no empty progress bar is left above the error."""
+    config = tmp_path / "bench.toml"
+    for model, data, expected in (
+        (tiny_model_dir / "config.json", image_folder, f"models.tiny: local model folder '{tiny_model_dir / 'config.json'}' is a file, not a folder"),
+        (tiny_model_dir, image_folder / "README", f"datasets.colors: image folder '{image_folder / 'README'}' does not exist"),
+        (tiny_model_dir, next(image_folder.glob("test/*/*.png")), "is a file, not a folder"),
+    ):
+        config.write_text(tiny_suite_toml(model, data))
+        code, out, err = cli("run", "--all", "--config", config, "--output", tmp_path / "out")
+        lines = err.splitlines()  # the suite's banner, then the error: no "suite 0/2" bar, no blank line
+        assert code == 2 and lines[0].startswith("Suite s:") and lines[-1].startswith("error: ") and expected in lines[-1], err
+        assert "0/2" not in err and all(line.strip() for line in lines), err
+        assert out == "" and not (tmp_path / "out").exists()
+
+
+def test_a_folder_inside_a_class_folder_is_named(cli, tmp_path, tiny_model_dir, image_folder):
+    """datasets then drops every split's labels, and would have us blame train's missing label column."""
+    folder = shutil.copytree(image_folder, tmp_path / "images")
+    (folder / "test" / "red" / "more").mkdir()
+    (folder / "test" / "red" / "0.png").rename(folder / "test" / "red" / "more" / "0.png")
+    code, _, err = _run(cli, tmp_path, tiny_suite_toml(tiny_model_dir, folder))
+    assert code == 2 and f"datasets.colors: '{folder / 'test'}' has folders inside its class folders (red/more)" in " ".join(err.split()), err
 
 
 def test_a_config_without_model_type_still_loads(tmp_path):

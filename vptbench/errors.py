@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import threading
 from collections.abc import Iterable
+from pathlib import Path
 
 
 class VptbenchError(Exception):
@@ -68,6 +69,11 @@ def unknown_name(kind: str, name: str, available: Iterable[str]) -> str:
     close = difflib.get_close_matches(name.lower(), list(by_lower), n=1)
     hint = f" Did you mean '{by_lower[close[0]]}'?" if close else ""
     return f"Unknown {kind} '{name}'.{hint} Available: {', '.join(choices) or 'none'}."
+
+
+def folder_missing(path: Path) -> str:
+    """Why a declared folder cannot be used, as the end of a sentence: a file there is not "missing"."""
+    return "is a file, not a folder" if path.exists() else "does not exist"
 
 
 def first_line(exc: BaseException) -> str:

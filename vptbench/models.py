@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from vptbench.errors import ModelError, first_few, load_failure, unknown_name
+from vptbench.errors import ModelError, first_few, first_line, folder_missing, load_failure, unknown_name
 from vptbench.registry import ModelSpec
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -36,7 +36,7 @@ def load_model(name: str, spec: ModelSpec) -> LoadedModel:
     if spec.source == "local":
         path = Path(spec.path).expanduser()
         if not path.is_dir():
-            raise ModelError(f"models.{name}: local model folder '{spec.path}' does not exist")
+            raise ModelError(f"models.{name}: local model folder '{spec.path}' {folder_missing(path)}")
         if not (path / "config.json").is_file():
             raise ModelError(f"models.{name}: local model folder '{spec.path}' has no config.json; save the model there with save_pretrained")
         return _load_pretrained(name, str(path), None, spec)
@@ -62,7 +62,7 @@ def _load_pretrained(name: str, location: str, revision: str | None, spec: Model
     except ModelError:
         raise
     except Exception as exc:  # the files are the user's: a truncated checkpoint, bad JSON, the Hub offline
-        raise ModelError(_explain_load_failure(name, location, spec, exc)) from None
+        raise ModelError(_damaged_weights(name, location) or _explain_load_failure(name, location, spec, exc)) from None
     _refuse_incomplete_weights(name, location, loading)
     _refuse_mismatched_processor(name, location, processor, clip.config.vision_config.image_size)
     positions = clip.config.text_config.max_position_embeddings
@@ -76,6 +76,19 @@ def _load_pretrained(name: str, location: str, revision: str | None, spec: Model
             "point `path` at a local copy saved with save_pretrained"
         )
     return LoadedModel(clip=clip, tokenizer=tokenizer, image_processor=processor, name=name)
+
+
+def _damaged_weights(name: str, location: str) -> str:
+    """The message naming a local folder's unreadable safetensors file (a copy cut short, say), or ""."""
+    from safetensors import safe_open
+
+    for file in sorted(Path(location).glob("*.safetensors")):
+        try:
+            with safe_open(file, "pt"):
+                pass
+        except Exception as exc:  # noqa: BLE001 - whatever safetensors objects to, the file is at fault
+            return f"models.{name}: weights file '{file}' is damaged or truncated ({first_line(exc)}); save the model there again"
+    return ""
 
 
 def _refuse_incomplete_weights(name: str, location: str, loading: dict) -> None:

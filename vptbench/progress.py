@@ -19,7 +19,8 @@ class RichObserver:
             console=console,
             transient=False,
         )
-        self.suite = self.progress.add_task("suite", total=total_runs, completed=finished_runs)  # a resume keeps some
+        # shown from the first run on: loading and decoding draw their own bars, and a data error must not leave "suite 0/N" behind
+        self.suite = self.progress.add_task("suite", total=total_runs, completed=finished_runs, visible=False)  # a resume keeps some
         self.epochs = None
 
     def __enter__(self) -> RichObserver:
@@ -27,10 +28,15 @@ class RichObserver:
         return self
 
     def __exit__(self, *exc) -> None:
-        self.progress.stop()
+        if any(task.visible for task in self.progress.tasks):
+            self.progress.stop()
+        else:  # stopped before any bar (a data error, say): Progress.stop would leave a blank line
+            self.progress.live.transient = True
+            self.progress.live.stop()
 
     def run_started(self, experiment_id: str, seed: int, epochs: int) -> None:
         self._drop_epoch_bar()
+        self.progress.update(self.suite, visible=True)
         self.label = f"  {experiment_id} seed {seed}"
         self.epochs = self.progress.add_task(self.label + (" evaluating" if not epochs else ""), total=max(epochs, 1))
 

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from vptbench.data.store import ImageData, ImageSplit, preprocess
-from vptbench.errors import DataError, first_few, load_failure, unknown_name
+from vptbench.errors import DataError, first_few, folder_missing, load_failure, unknown_name
 from vptbench.models import LoadedModel, hub_offline
 from vptbench.registry import DatasetSpec
 
@@ -93,7 +93,7 @@ def _read_hf(name: str, spec: DatasetSpec) -> dict[str, RawSplit]:
     if spec.source == "imagefolder":
         folder = Path(spec.path).expanduser()
         if not folder.is_dir():
-            raise DataError(f"datasets.{name}: image folder '{spec.path}' does not exist")
+            raise DataError(f"datasets.{name}: image folder '{spec.path}' {folder_missing(folder)}")
         args, kwargs = ("imagefolder",), {"data_dir": str(folder)}
     else:
         args, kwargs = (spec.id,), {"revision": spec.revision}
@@ -123,14 +123,21 @@ def _read_hf(name: str, spec: DatasetSpec) -> dict[str, RawSplit]:
 
 
 def _refuse_unlabelled_folders(name: str, folder: Path) -> None:
-    """One split folder holding its images directly makes `datasets` drop every split's labels:
-    name that folder, not the first split that lost its labels (a metadata file labels loose images)."""
+    """Images at another depth than `<split>/<class>/<image>` make `datasets` drop every split's
+    labels: name the folder at fault, not the first split that lost its labels (a metadata file
+    labels loose images)."""
     for split in sorted(p for p in folder.iterdir() if p.is_dir()):
         loose = sorted(p.name for p in split.iterdir() if p.is_file() and not p.name.startswith("."))
         if loose and not any(file.startswith("metadata.") for file in loose):
             raise DataError(
                 f"datasets.{name}: '{split}' holds images directly ({first_few(loose)}); "
                 "an image folder labels its images by their class subfolders, in every split"
+            )
+        nested = sorted(str(p.relative_to(split)) for p in split.glob("*/*") if p.is_dir() and not p.name.startswith("."))
+        if nested:
+            raise DataError(
+                f"datasets.{name}: '{split}' has folders inside its class folders ({first_few(nested)}); "
+                "an image folder holds each class's images directly in its class folder"
             )
 
 

@@ -85,13 +85,17 @@ def _rgb(image):
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
-def make_splits(data: ImageData, val_fraction: float, seed: int) -> Splits:
-    """A stratified, seeded validation split carved from train, unless the dataset has its own."""
+def make_splits(data: ImageData, val_fraction: float, seed: int, class_names: Sequence[str] = ()) -> Splits:
+    """A stratified, seeded validation split carved from train, unless the dataset has its own
+    (`class_names` name the classes in errors; by label otherwise)."""
     if data.validation is not None:
         return Splits(data.train, data.validation, data.test)
     from sklearn.model_selection import train_test_split
 
     labels = data.train.labels.cpu().numpy()
+    problem = _unsplittable(labels, val_fraction, class_names)
+    if problem:
+        raise DataError(f"cannot carve a stratified validation split ({val_fraction:.0%} of train): {problem}; add training images, change val_fraction, or declare the dataset's validation_split")
     try:
         idx_train, idx_val = train_test_split(
             range(len(labels)), test_size=val_fraction, stratify=labels, random_state=seed
@@ -103,6 +107,23 @@ def make_splits(data: ImageData, val_fraction: float, seed: int) -> Splits:
         data.train.subset(torch.tensor(sorted(idx_val))),
         data.test,
     )
+
+
+def _unsplittable(labels, val_fraction: float, class_names: Sequence[str]) -> str:
+    """Why scikit-learn cannot stratify `labels` into train and validation, in our words, or ""."""
+    import math
+
+    import numpy as np
+
+    present, counts = np.unique(labels, return_counts=True)
+    single = [class_names[c] if c < len(class_names) else f"label {c}" for c, n in zip(present, counts, strict=True) if n < 2]
+    if single:
+        return f"{'class' if len(single) == 1 else 'classes'} {first_few([repr(name) for name in single])} {'has' if len(single) == 1 else 'have'} a single training image, and each class needs one on both sides"
+    val = math.ceil(val_fraction * len(labels))
+    if min(val, len(labels) - val) < len(present):
+        side = "validation" if val < len(present) else "training"
+        return f"{len(labels)} training images leave {min(val, len(labels) - val)} for {side}, fewer than the {len(present)} classes each side must hold"
+    return ""
 
 
 def normalize(pixels: Tensor, mean: Tensor, std: Tensor) -> Tensor:

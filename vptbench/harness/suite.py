@@ -195,7 +195,10 @@ def prepare(plan: SuitePlan, device_name: str, progress=None, feature_cache: Pat
         raise DataError(f"datasets.{plan.dataset_name}: {exc}") from None
     data = load_images(plan.dataset_name, plan.dataset, model, progress)
     if plan.experiments:  # a split that cannot be made fails now, not once per run
-        make_splits(data, plan.experiments[0].training.val_fraction, plan.seeds[0])
+        try:
+            make_splits(data, plan.experiments[0].training.val_fraction, plan.seeds[0], plan.dataset.class_names)
+        except DataError as exc:
+            raise DataError(f"datasets.{plan.dataset_name}: {exc}") from None
     task = task_for(plan.dataset, model)
     try:
         on_device = data.to(device if data_on_device else torch.device("cpu"))
