@@ -91,9 +91,24 @@ def test_list_flags_an_experiment_with_bad_params(cli, tiny_config, tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text(Path(tiny_config).read_text().replace('tuner = "linear-probe"', 'tuner = "linear-probe"\nparams = { bias = "sometimes" }'))
     code, out, err = cli("list", "--config", bad, "--json")
-    assert code == 2 and "1 experiment(s) cannot run" in err and "params.bias" in err
+    assert code == 2 and f"error: {bad}: suites.s.experiments.E2.params.bias: " in err
     statuses = {e["id"]: e["status"] for e in json.loads(out)["experiments"]}
     assert statuses == {"E1": "ok", "E2": "invalid"}
+    bad.write_text(bad.read_text().replace('tuner = "zero-shot"', 'tuner = "zero-shot"\nparams = { scale = 2 }'))
+    for args in (["list"], ["run", "--all", "--output", tmp_path], ["run", "E2", "E1", "--output", tmp_path]):  # every invalid one at once
+        code, _, err = cli(*args, "--config", bad)
+        message = " ".join(err.split())
+        assert code == 2 and f"error: {bad}: 2 experiments are invalid: suites.s.experiments." in message, err
+        assert "E1.params.scale: unknown key" in message and "E2.params.bias: " in message and len(err.strip().splitlines()) <= 3
+
+
+def test_list_shows_every_suite_and_checks_the_chosen_one(cli, tiny_config):
+    tiny_config.write_text(tiny_config.read_text() + '[suites.other]\nmodel = "tiny"\ndataset = "colors"\ndescription = "a second look"\n[suites.other.experiments.X1]\ntuner = "zero-shot"\n')
+    code, out, _ = cli("list", "--config", tiny_config, "--json")
+    listing = json.loads(out)
+    assert code == 0 and [(s["name"], s["default"], s["experiments"]) for s in listing["suites"]] == [("s", True, ["E1", "E2"]), ("other", False, ["X1"])]
+    code, out, _ = cli("list", "--config", tiny_config, "--suite", "other")
+    assert code == 0 and "s (default)" in out and "a second look" in out and "Suite 'other' (tiny on colors)" in out and "X1" in out
 
 
 def _write(tmp_path, text):

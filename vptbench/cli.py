@@ -51,8 +51,7 @@ def list_command(
     """List installed tuners (with load status) and the suite's experiments, each checked: invalid
     params exit 2; a broken plugin's experiments show as broken, as `run` records them failed."""
     from vptbench import plugins
-    from vptbench.errors import ConfigError
-    from vptbench.harness.suite import check_experiments, select_suite
+    from vptbench.harness.suite import check_experiments, invalid_experiments, select_suite
     from vptbench.registry import load_registry
 
     registry, config_path = load_registry(config)
@@ -65,10 +64,14 @@ def list_command(
         )
     for plugin in plugins.ignored_plugins():
         tuners.append({"name": plugin.name, "distribution": plugin.distribution, "version": plugin.version, "status": "ignored", "error": plugin.conflict})
+    suites = [
+        {"name": name, "default": name == registry.default_suite, "model": s.model, "dataset": s.dataset, "experiments": list(s.experiments), "description": s.description}
+        for name, s in registry.suites.items()
+    ]
     experiments = check_experiments(suite_name, chosen, config_path)
     invalid = [e for e in experiments if e["status"] == "invalid"]
     if as_json:
-        typer.echo(json.dumps({"tuners": tuners, "suite": suite_name, "experiments": experiments}, indent=2))
+        typer.echo(json.dumps({"tuners": tuners, "suites": suites, "suite": suite_name, "experiments": experiments}, indent=2))
     else:
         from vptbench.reporting.console import make_table
 
@@ -78,6 +81,11 @@ def list_command(
             status = {"ok": "ok", "broken": f"[red]broken[/]: {t['error']}"}.get(t["status"], f"[yellow]{t['error']}[/]")
             table.add_row(t["name"], t["distribution"], t["version"], status)
         out.print(table)
+        table = make_table(f"Suites in {config_path} (--suite NAME lists another's experiments)", ("Suite", "Model", "Dataset", "Experiments", "Description"))
+        for entry in suites:
+            name = entry["name"] + (" (default)" if entry["default"] else "")
+            table.add_row(f"[bold]{name}[/]" if entry["name"] == suite_name else name, entry["model"], entry["dataset"], ", ".join(entry["experiments"]), entry["description"])
+        out.print(table)
         columns = ("Experiment", "Tuner", "Params", "Description", "Status")
         about = f": {chosen.description}" if chosen.description else ""
         table = make_table(f"Suite '{suite_name}' ({chosen.model} on {chosen.dataset}){about}", columns)
@@ -86,7 +94,7 @@ def list_command(
             table.add_row(e["id"], e["tuner"], json.dumps(e["params"]) if e["params"] else "", e["description"], status)
         out.print(table)
     if invalid:
-        raise ConfigError(f"{len(invalid)} experiment(s) cannot run; first: {invalid[0]['error']}")
+        raise invalid_experiments(config_path, [e["error"] for e in invalid])
 
 
 @app.command()

@@ -13,7 +13,16 @@ from pydantic import ValidationError
 from vptbench import plugins
 from vptbench.clip.features import class_prompts
 from vptbench.data import load_images, make_splits
-from vptbench.errors import ConfigError, DataError, PluginError, UsageError, first_line, stop_reason, unknown_name
+from vptbench.errors import (
+    ConfigError,
+    DataError,
+    PluginError,
+    UsageError,
+    first_few,
+    first_line,
+    stop_reason,
+    unknown_name,
+)
 from vptbench.harness.device import describe, use_device
 from vptbench.harness.executors import Executor, LocalExecutor
 from vptbench.harness.features import FeatureStore
@@ -78,21 +87,36 @@ def plan_experiments(
         if experiment_id not in suite.experiments:
             raise UsageError(f"suite '{suite_name}': " + unknown_name("experiment", experiment_id, suite.experiments))
     available = plugins.find_plugins()
-    plans = []
+    plans, invalid = [], []
     for experiment_id in ids:
         spec = suite.experiments[experiment_id]
         where = f"suites.{suite_name}.experiments.{experiment_id}"
         if spec.tuner not in available:
-            raise ConfigError(f"{config_path}: {where}.tuner: " + unknown_name("tuner", spec.tuner, available))
+            invalid.append(f"{config_path}: {where}.tuner: " + unknown_name("tuner", spec.tuner, available))
+            continue
         training = suite.training_for(experiment_id).model_copy(update=overrides or {})
         try:
             tuner = plugins.load_tuner(spec.tuner)
         except PluginError as exc:  # a broken plugin fails its own experiments, not the suite
             plans.append(PlannedExperiment(experiment_id, spec, training, None, None, str(exc), exc.traceback))
             continue
-        config = validate_params(tuner.Config, spec.params, config_path, prefix=f"{where}.params")
+        try:
+            config = validate_params(tuner.Config, spec.params, config_path, prefix=f"{where}.params")
+        except ConfigError as exc:
+            invalid.append(str(exc))
+            continue
         plans.append(PlannedExperiment(experiment_id, spec, training, tuner, config))
+    if invalid:
+        raise invalid_experiments(config_path, invalid)
     return plans
+
+
+def invalid_experiments(config_path: Path, errors: list[str]) -> ConfigError:
+    """One error for every invalid experiment, so that fixing one does not just reveal the next."""
+    if len(errors) == 1:
+        return ConfigError(errors[0])
+    prefix = f"{config_path}: "
+    return ConfigError(f"{prefix}{len(errors)} experiments are invalid: " + first_few([e.removeprefix(prefix) for e in errors], sep="; "))
 
 
 def check_experiments(suite_name: str, suite: Suite, config_path: Path) -> list[dict]:
