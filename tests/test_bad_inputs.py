@@ -136,6 +136,37 @@ def test_a_class_missing_from_a_split_it_must_learn_or_be_selected_on_is_refused
     assert code == 2 and expected in err, err
 
 
+def test_runs_that_do_not_train_need_no_class_in_train_or_validation(cli, tmp_path, tiny_model_dir):
+    """Zero-shot learns nothing and selects nothing: a train split without green does not concern it."""
+    from vptbench.testing import make_image_folder
+
+    folder = make_image_folder(tmp_path / "images", COLORS, {"train": 6, "validation": 3, "test": 3})
+    shutil.rmtree(folder / "train" / "green")
+    shutil.rmtree(folder / "validation" / "red")
+    toml = tiny_suite_toml(tiny_model_dir, folder).replace("templates =", 'validation_split = "validation"\ntemplates =')
+    config = tmp_path / "bench.toml"
+    config.write_text(toml)
+    code, _, err = cli("run", "E1", "--config", config, "--output", tmp_path / "out", "--quiet")
+    assert code == 0, err
+    (record,) = (tmp_path / "out").glob("*/runs/E1-seed0.json")
+    record = json.loads(record.read_text())
+    assert record["status"] == "ok" and record["split_sizes"]["test"] == 9
+    code, _, err = cli("run", "E2", "--config", config, "--output", tmp_path / "out", "--quiet")  # the linear probe trains
+    assert code == 2 and "split 'train' has no image of class 'green'" in err
+
+
+def test_a_test_split_without_a_class_is_said_on_the_terminal_as_in_the_report(cli, tmp_path, tiny_model_dir):
+    from vptbench.testing import make_image_folder
+
+    folder = make_image_folder(tmp_path / "images", COLORS, {"train": 6, "test": 3})
+    shutil.rmtree(folder / "test" / "green")
+    code, _, err = _run(cli, tmp_path, tiny_suite_toml(tiny_model_dir, folder))
+    note = "The test split has no image of green: macro-F1 averages over the classes it holds or the model predicts."
+    assert code == 0 and " ".join(err.split()).count(note) == 1, err
+    code, _, err = cli("report", "--output", tmp_path / "out")
+    assert code == 0 and note in " ".join(err.split())
+
+
 def test_a_split_folder_without_class_subfolders_is_named(cli, tmp_path, tiny_model_dir, image_folder):
     """datasets then drops every split's labels; the message must name the folder at fault, not train."""
     folder = tmp_path / "images"

@@ -261,11 +261,22 @@ def _finish(result, suite_name: str, as_json: bool) -> None:
             console.print(f"[red]{record['experiment']} seed {record['seed']} {record['status']}[/]: {escape(record.get('error') or 'no message')}", soft_wrap=True)
         if untrained := untrained_note(record):
             console.print(f"[yellow]{record['experiment']} seed {record['seed']}[/]: {escape(untrained)}", soft_wrap=True)
+    _print_dataset_notes(result.records)
     runs = len(result.records)
     verdict = f"[red]{failures} of {_count(runs, 'run')} did not finish ok[/]" if failures else ("the run finished ok" if runs == 1 else f"all {runs} runs ok")
     console.print(f"{verdict}; reports in [bold]{escape(str(result.run_dir))}[/] (report.md, results.csv, summary.csv, run.json)")
     if failures:
         raise typer.Exit(1)
+
+
+def _print_dataset_notes(records: list[dict]) -> None:
+    """What the report says of the test split, once: every run of a suite shares it."""
+    from rich.markup import escape
+
+    from vptbench.reporting.markdown import absent_classes_note
+
+    for note in dict.fromkeys(filter(None, map(absent_classes_note, records))):
+        console.print(f"[yellow]{escape(note)}[/]", soft_wrap=True)
 
 
 @app.command()
@@ -307,6 +318,7 @@ def report(
         written = write_reports(target, meta, records, (fmt,) if fmt else FORMATS)
     out = table_console()
     out.print(summary_table(records, f"Suite '{meta['suite']}' — {target}", out.width))
+    _print_dataset_notes(records)
     if missing := missing_runs(meta, records):
         console.print(f"[yellow]{escape(missing)}[/]", soft_wrap=True)
     for overlap in meta.get("overlapping_runs", []):

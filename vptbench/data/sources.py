@@ -58,16 +58,20 @@ BUILTIN_DATASETS: dict[str, Callable[[], dict[str, RawSplit]]] = {
 }
 
 
-def load_images(name: str, spec: DatasetSpec, model: LoadedModel, progress=None) -> ImageData:
-    """Load `spec`'s splits and decode them once, at the model's input size."""
+def load_images(
+    name: str, spec: DatasetSpec, model: LoadedModel, progress=None, trains: Callable[[], bool] = lambda: True,
+) -> ImageData:  # fmt: skip
+    """Load `spec`'s splits and decode them once, at the model's input size. `trains()` says whether
+    any run will train, asked only when a split lacks a tested class: then that matters."""
     raw = _read(name, spec)
     declared = {"train": spec.train_split, "test": spec.test_split, "validation": spec.validation_split}
     named = {role: declared[role] or role for role in raw}  # as the dataset names its splits
     for role, (_, labels) in raw.items():  # every split's labels before any image is decoded
         _check_labels(name, spec, named[role], labels)
     tested = {int(label) for label in raw["test"][1]}
-    for role in raw.keys() - {"test"}:
-        _check_tested_classes_present(name, spec, named[role], role, raw[role][1], tested)
+    gaps = [gap for role in raw if role != "test" and (gap := _missing_tested_classes(name, spec, named[role], role, raw[role][1], tested))]
+    if gaps and trains():
+        raise DataError(gaps[0])
     splits = {}
     for role, (images, labels) in raw.items():
         where = f"datasets.{name}: split '{named[role]}'"
@@ -208,17 +212,18 @@ def _check_labels(name: str, spec: DatasetSpec, split: str, labels: list) -> Non
         )
 
 
-def _check_tested_classes_present(name: str, spec: DatasetSpec, split: str, role: str, labels: list, tested: set[int]) -> None:
-    """A tested class absent from train cannot be learnt, and one absent from validation cannot count
-    in model selection: either would bias every number without a sound. A class no split has (a
-    filtered dataset keeps its full ClassLabel) is only an unused logit; the test split may lack
-    one too (the report says so)."""
+def _missing_tested_classes(name: str, spec: DatasetSpec, split: str, role: str, labels: list, tested: set[int]) -> str:
+    """Why a training run cannot be trusted on these splits, or "". A tested class absent from train
+    cannot be learnt, and one absent from validation cannot count in model selection: either would
+    bias every number without a sound. Runs that do not train (zero-shot) need neither split. A class
+    no split has (a filtered dataset keeps its full ClassLabel) is only an unused logit; the test
+    split may lack one too (the report says so)."""
     present = {int(label) for label in labels}
     absent = [class_name for index, class_name in enumerate(spec.class_names) if index in tested - present]
     if not absent:
-        return
+        return ""
     remedy = "" if role == "train" else "; leave validation_split unset to carve a stratified one from train"
-    raise DataError(f"datasets.{name}: split '{split}' has no image of class {first_few([repr(c) for c in absent])}, which the test split has{remedy}")
+    return f"datasets.{name}: split '{split}' has no image of class {first_few([repr(c) for c in absent])}, which the test split has{remedy}"
 
 
 def _explain(name: str, spec: DatasetSpec, exc: Exception) -> str:

@@ -28,7 +28,7 @@ from vptbench.harness.executors import Executor, LocalExecutor
 from vptbench.harness.features import FeatureStore
 from vptbench.harness.fingerprints import suite_fingerprints
 from vptbench.harness.guarded import failed_record, params_of, reference_of
-from vptbench.harness.runner import Observer, PlannedExperiment, Workbench
+from vptbench.harness.runner import Observer, PlannedExperiment, Workbench, count_parameters
 from vptbench.models import LoadedModel, load_model
 from vptbench.protocol import Task
 from vptbench.registry import DatasetSpec, Experiment, ModelSpec, Registry, Suite, Training
@@ -217,19 +217,31 @@ def prepare(plan: SuitePlan, device_name: str, progress=None, feature_cache: Pat
         class_prompts(model.tokenizer, plan.dataset.class_names, plan.dataset.templates)
     except DataError as exc:
         raise DataError(f"datasets.{plan.dataset_name}: {exc}") from None
-    data = load_images(plan.dataset_name, plan.dataset, model, progress)
+    task = task_for(plan.dataset, model)
+    data = load_images(plan.dataset_name, plan.dataset, model, progress, lambda: any(_trains(e, model, task) for e in plan.experiments))
     if plan.experiments:  # a split that cannot be made fails now, not once per run
         try:
             make_splits(data, plan.experiments[0].training.val_fraction, plan.seeds[0], plan.dataset.class_names)
         except DataError as exc:
             raise DataError(f"datasets.{plan.dataset_name}: {exc}") from None
-    task = task_for(plan.dataset, model)
     try:
         on_device = data.to(device if data_on_device else torch.device("cpu"))
     except torch.cuda.OutOfMemoryError:
         size = sum(s.pixels.nbytes for s in (data.train, data.test, data.validation) if s is not None) / 2**30
         raise DataError(f"datasets.{plan.dataset_name}: the decoded images ({size:.1f} GiB as uint8) do not fit in {describe(device)} memory") from None
     return Workbench(model, on_device, task, device, FeatureStore(feature_cache), suite_fingerprints(model, data))
+
+
+def _trains(experiment: PlannedExperiment, model: LoadedModel, task: Task) -> bool:
+    """Whether the experiment's tuner has parameters to train; one that cannot be built fails its
+    own run with its own error."""
+    if experiment.tuner is None:
+        return False
+    try:
+        tuner, _ = experiment.build(model.clip, task)
+    except Exception:  # noqa: BLE001 - reported when the run builds it
+        return False
+    return count_parameters(tuner)[0] > 0
 
 
 def run_suite(

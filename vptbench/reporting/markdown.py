@@ -71,14 +71,19 @@ def _experiment_section(record: dict, training: dict | None) -> list[str]:
         return lines
     report = pd.DataFrame(record["per_class"]).rename(columns=str.capitalize)
     lines += [report.to_markdown(index=False, floatfmt=".3f"), ""]
-    absent = [c["class"] for c in record["per_class"] if c["support"] == 0]
-    if absent:
-        lines += [f"The test split has no image of {', '.join(absent)}: macro-F1 averages over the classes it holds or the model predicts.", ""]
+    if absent := absent_classes_note(record):
+        lines += [absent, ""]
     names = [c["class"] for c in record["per_class"]]
     confusion = pd.DataFrame(record["confusion_matrix"], index=names, columns=names)
     confusion.index.name = "true \\ predicted"
     lines += ["Confusion matrix (rows: true class, columns: predicted):", "", confusion.to_markdown(), ""]
     return lines
+
+
+def absent_classes_note(record: dict) -> str:
+    """A sentence when the test split lacks a class: its macro-F1 then averages over fewer classes."""
+    absent = [c["class"] for c in record.get("per_class") or [] if c["support"] == 0]
+    return f"The test split has no image of {', '.join(absent)}: macro-F1 averages over the classes it holds or the model predicts." if absent else ""
 
 
 def untrained_note(record: dict) -> str:
