@@ -248,6 +248,10 @@ def test_report_leaves_a_run_directory_in_use_alone_and_refuses_a_repeated_one(c
     before = (run_dir / "report.md").read_bytes()
     code, _, err = cli("report", run_dir)
     assert code == 2 and "in use by another vptbench run" in err and (run_dir / "report.md").read_bytes() == before
+    for elsewhere in ((run_dir, "--output", tmp_path / "copy"), (run_dir, run_dir.parent / "other", "--output", tmp_path / "combined")):
+        code, _, err = cli("report", *elsewhere)  # nor copied or combined as if it were finished
+        assert code == 2 and f"'{run_dir}' is in use by another vptbench run" in " ".join(err.split()), err
+    assert not (tmp_path / "copy").exists() and not (tmp_path / "combined").exists()
     (run_dir / ".lock").unlink()
     code, _, err = cli("report", run_dir, run_dir, "--output", tmp_path / "combined")
     assert code == 2 and "is named twice; name each run directory once" in err
@@ -279,15 +283,17 @@ def test_resume_and_combining_refuse_weights_or_images_changed_under_the_same_na
 
     before = run("before")
     assert set(json.loads((before / "run.json").read_text())["fingerprints"]) == {"model", "dataset"}
-    assert cli("run", "--resume", before, "--quiet")[0] == 0  # nothing changed: it resumes
+    settings = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps({**settings, "transformers_version": "4.0.0"}))  # saved by another release
+    assert cli("run", "--resume", before, "--quiet")[0] == 0  # nothing that shapes the results changed: it resumes
     image = next((data / "test").glob("*/*.png"))
     Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(image)  # same name, same class, other pixels
-    assert f"cannot resume '{before}': the images of dataset 'colors' changed since it started; start a new run" in refusal("run", "--resume", before)
+    assert f"cannot resume '{before}': dataset 'colors' (its images or labels, as decoded for the model) changed since it started; start a new run" in refusal("run", "--resume", before)
     clip = CLIPModel.from_pretrained(model)
     with torch.no_grad():
         clip.visual_projection.weight.mul_(-1)  # same shapes, same config
     clip.save_pretrained(model)
-    changed = "the weights of model 'tiny' and the images of dataset 'colors'"
+    changed = "model 'tiny' (its weights, settings, tokenizer or normalisation) and dataset 'colors' (its images or labels, as decoded for the model)"
     assert f"cannot resume '{before}': {changed} changed since it started" in refusal("run", "--resume", before)
     after = run("after")
     assert f"cannot combine '{before}' and '{after}': {changed} differ between them" in refusal("report", before, after, "--output", tmp_path / "combined")

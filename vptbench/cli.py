@@ -311,6 +311,8 @@ def report(
         target = run_dirs[0]  # rewritten in place
         meta, records = load_run_dir(target)
     else:
+        for run_dir in run_dirs:  # a half-written run would be copied as if it were finished
+            RunLock(run_dir).check_free()
         meta, records = combine_run_dirs(run_dirs)
         target = new_run_dir(output or RESULTS, f"{meta['suite']}-{'combined' if len(run_dirs) > 1 else 'report'}")
         copy_run_records(target, meta, records)

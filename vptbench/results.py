@@ -293,15 +293,16 @@ def _setup_difference(first: dict, other: dict) -> str:
 
 
 def fingerprint_difference(first: dict, other: dict) -> str:
-    """What two run.json files name alike but recorded different fingerprints of: "the weights of
-    model 'x'", "the images of dataset 'y'", both, or "" (also when either run predates fingerprints)."""
+    """What two run.json files name alike but recorded different fingerprints of: "model 'x' (its
+    weights, settings, tokenizer or normalisation)", "dataset 'y' (...)", both, or "" (also when
+    either run predates fingerprints)."""
     ours, theirs = first.get("fingerprints") or {}, other.get("fingerprints") or {}
     if not ours or not theirs:
         return ""
     names = first["config"]
     changed = [
-        f"the {part} of {what} '{names.get(f'{what}_name')}'"
-        for what, part in (("model", "weights"), ("dataset", "images"))
+        f"{what} '{names.get(f'{what}_name')}' ({parts})"
+        for what, parts in (("model", "its weights, settings, tokenizer or normalisation"), ("dataset", "its images or labels, as decoded for the model"))
         if ours.get(what) != theirs.get(what)
     ]
     return " and ".join(changed)

@@ -20,7 +20,9 @@ def model_digest(model: nn.Module) -> str:
     """A hash of the model's settings and weights (settings no weight shows, too: activation,
     layer-norm epsilon, heads, attention kernel)."""
     config = getattr(model, "config", None)
-    digest = hashlib.sha256(f"{config.to_json_string()}|{config._attn_implementation}".encode() if config is not None else b"")
+    settings = {k: v for k, v in config.to_dict().items() if k != "transformers_version"} if config is not None else {}  # an upgrade is no new model
+    attention = getattr(config, "_attn_implementation", None)
+    digest = hashlib.sha256(f"{json.dumps(settings, sort_keys=True, default=str)}|{attention}".encode())
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())

@@ -112,7 +112,8 @@ def plan_experiments(
 
 
 def invalid_experiments(config_path: Path, errors: list[str]) -> ConfigError:
-    """One error for every invalid experiment, so that fixing one does not just reveal the next."""
+    """One error counting every invalid experiment (naming the first few), so that fixing one does
+    not just reveal the next; `vptbench list` shows each."""
     if len(errors) == 1:
         return ConfigError(errors[0])
     prefix = f"{config_path}: "
