@@ -72,6 +72,11 @@ def test_a_tuner_that_raises_fails_alone(cli, tiny_config, tmp_path, monkeypatch
     log = (_only_dir(tmp_path) / "errors.log").read_text()
     assert [line for line in log.splitlines() if line.startswith("==")] == ["== E1-seed0", "== E1-seed1"]
     assert log.count("RuntimeError: boom") == 2
+    run_dir = _only_dir(tmp_path)
+    code, _, err = cli("report", run_dir, "--output", tmp_path / "copy")  # the copy keeps what its records point at
+    assert code == 0, err
+    (copy,) = (tmp_path / "copy").iterdir()
+    assert (copy / "errors.log").read_text() == f"==== from {run_dir}\n{log}"
 
 
 def test_resume_refuses_other_selection_options(cli, tmp_path):
@@ -299,3 +304,10 @@ def test_resume_and_combining_refuse_weights_or_images_changed_under_the_same_na
     assert f"cannot combine '{before}' and '{after}': {changed} differ between them" in refusal("report", before, after, "--output", tmp_path / "combined")
     assert not (tmp_path / "combined").exists()
     assert cli("report", after, run("again"), "--output", tmp_path / "combined")[0] == 0  # the same weights and images again
+    meta = json.loads((before / "run.json").read_text())
+    (before / "run.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "fingerprints"}))  # as before fingerprints
+    with torch.no_grad():
+        clip.visual_projection.weight.mul_(-1)  # the weights `before` ran on
+    clip.save_pretrained(model)
+    other = run("other")  # compared with `after`, the first directory with fingerprints
+    assert f"cannot combine '{after}' and '{other}': model 'tiny' (its weights" in refusal("report", before, after, other, "--output", tmp_path / "c")

@@ -19,6 +19,7 @@ from vptbench.errors import UsageError, WriteError
 SCHEMA_VERSION = 1
 RUN_FILE = "run.json"
 RUNS_DIR = "runs"
+ERRORS_LOG = "errors.log"  # the tracebacks of failed runs
 HISTORY_DIR = "history"
 UMASK = os.umask(0o022)  # reading the umask means setting it: put it straight back
 os.umask(UMASK)
@@ -223,12 +224,13 @@ def combine_run_dirs(run_dirs: list[Path]) -> tuple[dict, list[dict]]:
         raise UsageError(f"cannot combine runs of different suites: {', '.join(sorted(suites))}")
     experiments: dict[str, dict] = {}  # every experiment any of them ran, in plan order
     brought_by: dict[str, Path] = {}
+    fingerprinted = next((i for i, (meta, _) in enumerate(loaded) if meta.get("fingerprints")), 0)  # runs before fingerprints have none
     for run_dir, (meta, _) in zip(run_dirs, loaded, strict=True):
         setup = _setup_difference(loaded[0][0]["config"], meta["config"])
         if setup:
             raise UsageError(f"cannot combine '{run_dirs[0]}' and '{run_dir}': they ran with different {setup}")
-        if changed := fingerprint_difference(loaded[0][0], meta):
-            raise UsageError(f"cannot combine '{run_dirs[0]}' and '{run_dir}': {changed} differ between them")
+        if changed := fingerprint_difference(loaded[fingerprinted][0], meta):
+            raise UsageError(f"cannot combine '{run_dirs[fingerprinted]}' and '{run_dir}': {changed} differ between them")
         for experiment_id, settings in meta["config"].get("experiments", {}).items():
             if experiment_id not in experiments:
                 experiments[experiment_id], brought_by[experiment_id] = settings, run_dir
@@ -264,7 +266,12 @@ def combine_run_dirs(run_dirs: list[Path]) -> tuple[dict, list[dict]]:
 
 
 def copy_run_records(run_dir: Path, meta: dict, records: list[dict]) -> None:
-    """A new run directory's run.json and records, for a report made elsewhere than where they ran."""
+    """A new run directory's run.json, records and errors.log (where failed records point), for a
+    report made elsewhere than where they ran."""
+    logs = [(source, Path(source) / ERRORS_LOG) for source in meta["sources"]]
+    traces = "".join(f"==== from {source}\n{log.read_text(encoding='utf-8')}" for source, log in logs if log.is_file())
+    if traces:
+        write_atomic(run_dir / ERRORS_LOG, traces)
     write_json(run_dir / RUN_FILE, meta)
     for record in records:
         save_run_record(run_dir, record)

@@ -37,6 +37,7 @@ from vptbench.registry.params import validate_params
 from vptbench.reporting import write_reports
 from vptbench.reporting.schema import FINISHED_STATUSES
 from vptbench.results import (
+    ERRORS_LOG,
     RUN_FILE,
     SCHEMA_VERSION,
     RunLock,
@@ -306,7 +307,7 @@ def _keep(run_dir: Path, result: SuiteResult, record: dict, plan_keys: list[str]
     and keep the records in plan order."""
     trace = record.pop("traceback", None)
     if trace:  # rewritten whole and atomically, like every other file of a run directory
-        log = run_dir / "errors.log"
+        log = run_dir / ERRORS_LOG
         earlier = log.read_text(encoding="utf-8") if log.exists() else ""
         write_atomic(log, f"{earlier}== {run_key(record['experiment'], record['seed'])}\n{trace}\n")
     save_run_record(run_dir, record)
