@@ -153,6 +153,13 @@ def test_runs_that_do_not_train_need_no_class_in_train_or_validation(cli, tmp_pa
     assert record["status"] == "ok" and record["split_sizes"]["test"] == 9
     code, _, err = cli("run", "E2", "--config", config, "--output", tmp_path / "out", "--quiet")  # the linear probe trains
     assert code == 2 and "split 'train' has no image of class 'green'" in err
+    for image in sorted((folder / "train" / "red").iterdir())[1:]:  # one red image: too few to stratify
+        image.unlink()
+    config.write_text(tiny_suite_toml(tiny_model_dir, folder))  # validation carved from train
+    code, _, err = cli("run", "E1", "--config", config, "--output", tmp_path / "carved", "--quiet")
+    assert code == 0, err
+    (record,) = (tmp_path / "carved").glob("*/runs/E1-seed0.json")
+    assert json.loads(record.read_text())["split_sizes"] == {"train": 5, "val": 2, "test": 9}
 
 
 def test_a_test_split_without_a_class_is_said_on_the_terminal_as_in_the_report(cli, tmp_path, tiny_model_dir):

@@ -85,20 +85,22 @@ def _rgb(image):
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
-def make_splits(data: ImageData, val_fraction: float, seed: int, class_names: Sequence[str] = ()) -> Splits:
+def make_splits(data: ImageData, val_fraction: float, seed: int, class_names: Sequence[str] = (), selects: bool = True) -> Splits:
     """A stratified, seeded validation split carved from train, unless the dataset has its own
-    (`class_names` name the classes in errors; by label otherwise)."""
+    (`class_names` name the classes in errors; by label otherwise). A run that selects nothing on
+    it (`selects=False`: nothing trains) settles for a plain random split where classes are too
+    small to stratify."""
     if data.validation is not None:
         return Splits(data.train, data.validation, data.test)
     from sklearn.model_selection import train_test_split
 
     labels = data.train.labels.cpu().numpy()
     problem = _unsplittable(labels, val_fraction, class_names)
-    if problem:
+    if problem and selects:
         raise DataError(f"cannot carve a stratified validation split ({val_fraction:.0%} of train): {problem}; add training images, change val_fraction, or declare the dataset's validation_split")
     try:
         idx_train, idx_val = train_test_split(
-            range(len(labels)), test_size=val_fraction, stratify=labels, random_state=seed
+            range(len(labels)), test_size=val_fraction, stratify=None if problem else labels, random_state=seed
         )
     except ValueError as exc:
         raise DataError(f"cannot carve a stratified validation split ({val_fraction:.0%} of train): {exc}") from None

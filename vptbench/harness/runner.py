@@ -118,9 +118,9 @@ def run_one(bench: Workbench, plan: PlannedExperiment, seed: int, observer: Obse
         _check_logits(tuner, logits_fn, transform(data.train.pixels[:2]), bench.task.num_classes)
     if plan.training.compile:
         logits_fn = torch.compile(logits_fn)
-    splits = make_splits(data, plan.training.val_fraction, seed)
-    train, val, test = (Batches(s.pixels.to(device), s.labels.to(device), transform) for s in (splits.train, splits.val, splits.test))
     trainable, total = count_parameters(tuner)
+    splits = make_splits(data, plan.training.val_fraction, seed, selects=trainable > 0)
+    train, val, test = (Batches(s.pixels.to(device), s.labels.to(device), transform) for s in (splits.train, splits.val, splits.test))
     reset_peak_memory(device)
     setup_seconds = clock(device) - start
 

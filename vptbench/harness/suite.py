@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -220,12 +221,14 @@ def prepare(plan: SuitePlan, device_name: str, progress=None, feature_cache: Pat
     except DataError as exc:
         raise DataError(f"datasets.{plan.dataset_name}: {exc}") from None
     task = task_for(plan.dataset, model)
-    data = load_images(plan.dataset_name, plan.dataset, model, progress, lambda: any(_trains(e, model, task) for e in plan.experiments))
+    trains = functools.cache(lambda: any(_trains(e, model, task) for e in plan.experiments))  # asked only when it matters
+    data = load_images(plan.dataset_name, plan.dataset, model, progress, trains)
     if plan.experiments:  # a split that cannot be made fails now, not once per run
         try:
             make_splits(data, plan.experiments[0].training.val_fraction, plan.seeds[0], plan.dataset.class_names)
         except DataError as exc:
-            raise DataError(f"datasets.{plan.dataset_name}: {exc}") from None
+            if trains():
+                raise DataError(f"datasets.{plan.dataset_name}: {exc}") from None
     try:
         on_device = data.to(device if data_on_device else torch.device("cpu"))
     except torch.cuda.OutOfMemoryError:
