@@ -233,6 +233,11 @@ def _truncate_weights(model):
     (model / "model.safetensors").write_bytes(data[: len(data) // 2])
 
 
+def _bad_config_beside_a_damaged_adapter(model):
+    (model / "adapter_model.safetensors").write_bytes(b"not safetensors")
+    (model / "config.json").write_text("{not json")
+
+
 def _resize_processor(model):
     config = json.loads((model / "preprocessor_config.json").read_text())
     config.update(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224})
@@ -263,12 +268,13 @@ def _remove_tokenizer(model):
         (_drop_text_weights, "checkpoint of '{model}' lacks 36 of the model's weights (text_model.embeddings.position_embedding.weight, "),
         (_widen_visual_projection, "checkpoint of '{model}' has weights of the wrong shape for its config: visual_projection.weight (33, 64) vs (32, 64)"),
         (_truncate_weights, "weights file '{model}/model.safetensors' is damaged or truncated (Error while deserializing header"),
+        (_bad_config_beside_a_damaged_adapter, "cannot load '{model}': It looks like the config file at '{model}/config.json' is not a valid JSON file."),
         (_resize_processor, "the image processor of '{model}' turns a 48×24 image into 224×224, but the vision tower takes 32×32"),
         (_stop_cropping, "the image processor of '{model}' turns a 48×24 image into 64×32, but the vision tower takes 32×32"),
         (_save_hub_stub_tokenizer, "tokenizer of '{model}' has only its 2 special tokens (an offline stub, or a folder saved without"),
         (_remove_tokenizer, "tokenizer of '{model}' has only its 2 special tokens (an offline stub, or a folder saved without"),
     ],
-    ids=["no-config", "not-clip", "missing-weights", "misshapen-weights", "truncated-weights", "processor-size", "processor-no-crop", "stub-tokenizer", "no-tokenizer"],
+    ids=["no-config", "not-clip", "missing-weights", "misshapen-weights", "truncated-weights", "bad-config", "processor-size", "processor-no-crop", "stub-tokenizer", "no-tokenizer"],
 )
 def test_a_damaged_model_folder_is_refused_instead_of_filled_with_random_weights(cli, tmp_path, image_folder, damage, expected):
     from vptbench.testing import save_tiny_clip

@@ -79,10 +79,12 @@ def _load_pretrained(name: str, location: str, revision: str | None, spec: Model
 
 
 def _damaged_weights(name: str, location: str) -> str:
-    """The message naming a local folder's unreadable safetensors file (a copy cut short, say), or ""."""
+    """The message naming an unreadable weights file of a local folder (a copy cut short, say), or "".
+    Only the files transformers loads: a damaged adapter beside them is not why loading failed."""
     from safetensors import safe_open
 
-    for file in sorted(Path(location).glob("*.safetensors")):
+    folder = Path(location)
+    for file in sorted([*folder.glob("model.safetensors"), *folder.glob("model-*-of-*.safetensors")]):
         try:
             with safe_open(file, "pt"):
                 pass
