@@ -307,10 +307,11 @@ def fingerprint_difference(first: dict, other: dict) -> str:
     if not ours or not theirs:
         return ""
     names = first["config"]
+    comparable = {"dataset"} | ({"model"} if ours.get("model_scheme", 1) == theirs.get("model_scheme", 1) else set())  # hashed alike
     changed = [
         f"{what} '{names.get(f'{what}_name')}' ({parts})"
         for what, parts in (("model", "its weights, settings, tokenizer or normalisation"), ("dataset", "its images or labels, as decoded for the model"))
-        if ours.get(what) != theirs.get(what)
+        if what in comparable and ours.get(what) != theirs.get(what)
     ]
     return " and ".join(changed)
 

@@ -14,6 +14,7 @@ from vptbench.data import ImageData
 from vptbench.models import LoadedModel
 
 LENGTH = 16  # hex digits kept in run.json: enough to tell two models apart, short enough to read
+MODEL_SCHEME = 2  # how the model is hashed; 1 (unrecorded) also hashed the transformers release
 
 
 def model_digest(model: nn.Module) -> str:
@@ -42,5 +43,5 @@ def suite_fingerprints(model: LoadedModel, data: ImageData) -> dict[str, str]:
             data_hash.update(f"|{name}:{tuple(split.pixels.shape)}|".encode())
             data_hash.update(split.pixels.cpu().contiguous().numpy())
             data_hash.update(split.labels.cpu().contiguous().numpy())
-    return {"model": model_hash.hexdigest()[:LENGTH], "dataset": data_hash.hexdigest()[:LENGTH]}
+    return {"model": model_hash.hexdigest()[:LENGTH], "dataset": data_hash.hexdigest()[:LENGTH], "model_scheme": MODEL_SCHEME}
 
