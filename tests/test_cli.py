@@ -76,6 +76,19 @@ def test_seeds_epochs_and_json_summary(cli, tiny_config, tmp_path):
     assert all(pd.read_csv(p)["epoch"].tolist() == [1, 2] for p in histories)
 
 
+def test_a_log_gets_a_line_per_run_and_per_stretch_of_epochs(cli, tiny_config, tmp_path, monkeypatch):
+    """Off a terminal (a CI job, `2>run.log`) Rich bars would show nothing until the end."""
+    monkeypatch.setattr("vptbench.progress.LOG_EVERY_SECONDS", 0.0)  # every epoch gets its line
+    code, _, err = cli("run", "--all", "--config", tiny_config, "--output", tmp_path, "--epochs", "2")
+    assert code == 0, err
+    lines = [line.split(" ", 1)[1] for line in err.splitlines() if line[:2].isdigit()]  # after the time of day
+    assert [line.split(":")[0] for line in lines] == ["[1/2] E1 seed 0", "E2 seed 0", "E2 seed 0", "[2/2] E2 seed 0"]
+    assert lines[0].startswith("[1/2] E1 seed 0: test acc ") and lines[1].startswith("E2 seed 0: epoch 1/2 · loss ")
+    assert lines[3].startswith("[2/2] E2 seed 0: test acc ") and " · 2 epochs in " in lines[3]
+    code, _, err = cli("run", "E2", "--config", tiny_config, "--output", tmp_path, "--epochs", "2", "--quiet")
+    assert code == 0 and "seed 0" not in err
+
+
 def test_list_shows_builtin_tuners_and_experiments(cli, tiny_config):
     code, out, _ = cli("list", "--config", tiny_config, "--json")
     assert code == 0
@@ -200,7 +213,8 @@ def test_bench_times_each_strategy_and_keeps_the_others_when_one_fails(cli, tiny
     code, out, err = cli(*args)
     assert code == 0, err
     rows = json.loads(out)["rows"]
-    assert [(r["experiment"], r["mode"]) for r in rows] == [("E1", "forward"), ("E2", "forward")]
+    assert [(r["experiment"], r["mode"], r["precision"]) for r in rows] == [("E1", "forward", "fp32"), ("E2", "forward", "fp32")]
+    assert [line.split(" ", 1)[1].split(":")[0] for line in err.splitlines()] == ["[1/2] E1 (zero-shot)", "[2/2] E2 (linear-probe)"]
     assert rows[0]["gflops_per_image"] == rows[1]["gflops_per_image"] > 0  # the same frozen forward, counted twice
     for r in rows:
         assert r["achieved_tflops"] == pytest.approx(r["gflops_per_image"] * r["images_per_second"] / 1e3)
@@ -219,11 +233,13 @@ def test_bench_times_each_strategy_and_keeps_the_others_when_one_fails(cli, tiny
     code, out, err = cli(*args)
     rows = json.loads(out)["rows"]
     assert code == 1 and rows[0] == {"experiment": "E1", "tuner": "zero-shot", "error": "RuntimeError: CUDA out of memory"}
+    assert "[1/2] E1 (zero-shot): failed: RuntimeError: CUDA out of memory" in err and "[2/2] E2 (linear-probe): " in err
     assert rows[1]["experiment"] == "E2" and rows[1]["images_per_second"] > 0
     code, out, err = cli(*args[:-1])  # the table: the failed row marked, its reason under it
     assert code == 1 and "E1 (zero-shot): RuntimeError: CUDA out of memory" in err and "1 of 2 strategies could not be timed" in err
     statuses = {cells[1].strip(): cells[-2].strip() for cells in (line.split("│") for line in out.splitlines()) if len(cells) > 2}
     assert statuses == {"E1": "failed", "E2": "ok"}
+    assert "Throughput on cpu — tiny, batch 4, fp32" in out  # "auto" as resolved
 
 
 def test_dry_run_counts_parameters_without_data_or_a_run_directory(cli, tiny_config, tmp_path):

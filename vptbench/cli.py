@@ -264,7 +264,7 @@ def _finish(result, suite_name: str, as_json: bool) -> None:
     _print_dataset_notes(result.records)
     runs = len(result.records)
     verdict = f"[red]{failures} of {_count(runs, 'run')} did not finish ok[/]" if failures else ("the run finished ok" if runs == 1 else f"all {runs} runs ok")
-    console.print(f"{verdict}; reports in [bold]{escape(str(result.run_dir))}[/] (report.md, results.csv, summary.csv, run.json)")
+    console.print(f"{verdict}; reports in [bold]{escape(str(result.run_dir))}[/] (report.md with plots, results.csv, summary.csv, report.json)", soft_wrap=True)
     if failures:
         raise typer.Exit(1)
 
@@ -356,7 +356,6 @@ def bench(
 
     from vptbench.harness.device import describe, use_device
     from vptbench.harness.suite import plan_experiments, select_suite, task_for
-    from vptbench.harness.throughput import measure_row
     from vptbench.models import load_model
     from vptbench.registry import ModelSpec, PrecisionName, load_registry
     from vptbench.reporting.console import throughput_table
@@ -373,11 +372,7 @@ def bench(
     model = model or "vit-b16-random"  # built in: no registry needs to declare it
     loaded = load_model(model, registry.models.get(model, ModelSpec(source="builtin", id=model)))
     task = task_for(registry.datasets[chosen.dataset], loaded)
-    rows = []
-    with console.status("timing") as status:
-        for plan in plans:
-            status.update(f"timing {plan.id} ({plan.spec.tuner})")
-            rows.append(measure_row(plan, loaded.clip, task, target, batch_size, steps, warmup, precision, compile_model, peak_tflops))
+    rows = _timed_rows(plans, loaded.clip, task, target, batch_size, steps, warmup, precision, compile_model, peak_tflops)
     failed = [r for r in rows if "error" in r]
     if as_json:
         typer.echo(json.dumps({"device": describe(target), "model": model, "rows": rows}, indent=2))
@@ -386,6 +381,7 @@ def bench(
         return
     peaks = sorted({r["peak_tflops"] for r in rows if r.get("peak_tflops")})
     out = table_console()
+    precision = " / ".join(sorted({r["precision"] for r in rows if "precision" in r})) or precision
     title = f"Throughput on {describe(target)} — {model}, batch {batch_size}, {precision}"
     out.print(throughput_table(rows, title, out.width, " / ".join(f"{p:g}" for p in peaks) or None))
     if failed:
@@ -393,6 +389,28 @@ def bench(
             console.print(escape(f"{row['experiment']} ({row['tuner']}): {row['error']}"), style="red", soft_wrap=True)
         console.print(f"[red]{len(failed)} of {len(rows)} strategies could not be timed[/]")
         raise typer.Exit(1)
+
+
+def _timed_rows(plans, clip, task, target, batch_size: int, steps: int, warmup: int, *settings) -> list[dict]:
+    """Each strategy's row, with a bar per strategy's steps (a line per strategy in a log)."""
+    from functools import partial
+
+    from vptbench.harness.throughput import measure_row
+    from vptbench.progress import bars, log_line
+
+    rows = []
+    with bars(console) as progress:
+        overall = progress.add_task("strategies", total=len(plans))
+        for plan in plans:
+            steps_bar = progress.add_task(f"  timing {plan.id} ({plan.spec.tuner})", total=1 + warmup + steps)
+            rows.append(measure_row(plan, clip, task, target, batch_size, steps, warmup, *settings, on_step=partial(progress.advance, steps_bar)))
+            progress.remove_task(steps_bar)
+            progress.advance(overall)
+            if progress.disable:
+                row = rows[-1]
+                outcome = f"failed: {row['error']}" if "error" in row else f"{row['images_per_second']:,.1f} images/s"
+                log_line(console, f"[{len(rows)}/{len(plans)}] {plan.id} ({plan.spec.tuner}): {outcome}")
+    return rows
 
 
 MAX_SEEDS = 1000

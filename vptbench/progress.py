@@ -1,24 +1,44 @@
-"""Rich progress bars for a suite: one bar for the suite, one for the running experiment's epochs."""
+"""Progress for long commands: Rich bars on a terminal, plain timestamped lines in a log (a CI job,
+`2>run.log`), where Rich would draw nothing until the end."""
 
 from __future__ import annotations
 
+import time
+
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+LOG_EVERY_SECONDS = 30.0  # off a terminal, a long run still says how far it is this often
+
+
+def bars(console: Console) -> Progress:
+    """Bars on a terminal; elsewhere a Progress that draws nothing, and the caller writes lines."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+        disable=not console.is_terminal,
+    )
+
+
+def log_line(console: Console, text: str) -> None:
+    """One plain line for a log, with the time of day so that a slow step shows."""
+    console.print(f"{time.strftime('%H:%M:%S')} {escape(text)}", markup=True, highlight=False, soft_wrap=True)
 
 
 class RichObserver:
     """Draws progress from the runner's callbacks; the harness itself never imports rich."""
 
     def __init__(self, console: Console, total_runs: int, finished_runs: int = 0) -> None:
-        self.progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            transient=False,
-        )
+        self.console = console
+        self.progress = bars(console)
+        self.lines = self.progress.disable
+        self.total, self.done = total_runs, finished_runs
         # shown from the first run on: loading and decoding draw their own bars, and a data error must not leave "suite 0/N" behind
         self.suite = self.progress.add_task("suite", total=total_runs, completed=finished_runs, visible=False)  # a resume keeps some
         self.epochs = None
@@ -28,6 +48,8 @@ class RichObserver:
         return self
 
     def __exit__(self, *exc) -> None:
+        if self.lines:
+            return
         if any(task.visible for task in self.progress.tasks):
             self.progress.stop()
         else:  # stopped before any bar (a data error, say): Progress.stop would leave a blank line
@@ -39,15 +61,25 @@ class RichObserver:
         self.progress.update(self.suite, visible=True)
         self.label = f"  {experiment_id} seed {seed}"
         self.epochs = self.progress.add_task(self.label + (" evaluating" if not epochs else ""), total=max(epochs, 1))
+        self.epoch, self.planned_epochs, self.logged = 0, epochs, time.monotonic()
 
     def epoch_done(self, record) -> None:
         stats = f"loss {record.train_loss:.3f}" + (f" · val acc {record.val_accuracy:.3f}" if record.val_accuracy is not None else "")
         self.progress.update(self.epochs, advance=1, description=f"{self.label} {stats}")
+        self.epoch += 1
+        if self.lines and time.monotonic() - self.logged >= LOG_EVERY_SECONDS:
+            log_line(self.console, f"{self.label.strip()}: epoch {self.epoch}/{self.planned_epochs} · {stats}")
+            self.logged = time.monotonic()
 
     def run_done(self, record: dict) -> None:
         self._drop_epoch_bar()
         outcome = record["status"] if record["status"] != "ok" else f"test acc {record['test_accuracy']:.3f}"
         self.progress.update(self.suite, advance=1, description=f"suite (last: {record['experiment']} {outcome})")
+        self.done += 1
+        if self.lines:
+            outcome = f"{outcome}: {record['error'].strip().splitlines()[0]}" if record.get("error") else outcome
+            took = f" · {record['epochs_run']} epochs in {record['train_seconds']:.1f} s" if record.get("epochs_run") else ""
+            log_line(self.console, f"[{self.done}/{self.total}] {record['experiment']} seed {record['seed']}: {outcome}{took}")
 
     def _drop_epoch_bar(self) -> None:
         if self.epochs is not None:

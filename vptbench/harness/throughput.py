@@ -6,6 +6,7 @@ steps, and FLOPs counted by torch's FlopCounterMode rather than estimated.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -31,6 +32,7 @@ class ThroughputRow:
     experiment: str
     tuner: str
     mode: str  # train: optimiser steps; forward: the frozen encoder the harness caches
+    precision: str  # as resolved: "auto" becomes bf16, fp16 or fp32
     batch_size: int
     trainable_params: int
     step_ms: float
@@ -62,9 +64,12 @@ def device_peak_tflops(device: torch.device, precision: Precision) -> float | No
 def measure(
     plan: PlannedExperiment, clip: nn.Module, task, device: torch.device, batch_size: int, steps: int,
     warmup: int, precision_name: str, compile_model: bool = False, peak_tflops: float | None = None,
+    on_step: Callable[[], None] = lambda: None,
 ) -> ThroughputRow:  # fmt: skip
     """Time `steps` steps after `warmup`; a tuner without trainable weights is timed as a forward pass.
-    Seeded as a run is, so the same deterministic kernels are timed."""
+    Seeded as a run is, so the same deterministic kernels are timed. `on_step` is called after each
+    of the 1 + warmup + steps steps (the first counts FLOPs) for a progress bar, whose update costs
+    microseconds against a step."""
     seed_everything(0)
     tuner = plan.build(clip, task)[0].to(device)
     trainable, _ = count_parameters(tuner)
@@ -91,18 +96,21 @@ def measure(
     with FlopCounterMode(display=False) as counter:  # counted on the eager module: compile hides ops
         step(plain)
     flops = counter.get_total_flops()
+    on_step()
     for _ in range(warmup):
         step(fast)
+        on_step()
     reset_peak_memory(device)
     start = clock(device)
     for _ in range(steps):
         step(fast)
+        on_step()
     seconds = (clock(device) - start) / steps
     memory, _ = peak_memory(device)
     achieved = flops / seconds / 1e12
     peak = peak_tflops or device_peak_tflops(device, precision)
     return ThroughputRow(
-        plan.id, plan.spec.tuner, "forward" if forward_only else "train", batch_size, trainable,
+        plan.id, plan.spec.tuner, "forward" if forward_only else "train", precision.name, batch_size, trainable,
         seconds * 1e3, batch_size / seconds, flops / batch_size / 1e9, achieved,
         achieved / peak if peak else None, peak, memory,
     )  # fmt: skip
