@@ -132,6 +132,7 @@ def run(
         if given:
             raise UsageError(f"--resume takes the run directory's own configuration; drop {', '.join(given)}")
         meta, finished = load_run_dir(resume)
+        _print_damaged(meta, "is run again")
         if meta.get("status") == "combined":
             sources = meta.get("sources", [])
             what = f"combines the reports of {', '.join(sources)}; resume one of those" if len(sources) > 1 else f"is a copy of {sources[0]}'s report; resume that"
@@ -269,6 +270,14 @@ def _finish(result, suite_name: str, as_json: bool) -> None:
         raise typer.Exit(1)
 
 
+def _print_damaged(meta: dict, outcome: str) -> None:
+    """Records that could not be read, each with what becomes of its run."""
+    from rich.markup import escape
+
+    for damage in meta["damaged_records"]:
+        console.print(f"[yellow]damaged record[/]: {escape(damage)}; its run {outcome}", soft_wrap=True)
+
+
 def _print_dataset_notes(records: list[dict]) -> None:
     """What the report says of the test split, once: every run of a suite shares it."""
     from rich.markup import escape
@@ -316,6 +325,7 @@ def report(
         meta, records = combine_run_dirs(run_dirs)
         target = new_run_dir(output or RESULTS, f"{meta['suite']}-{'combined' if len(run_dirs) > 1 else 'report'}")
         copy_run_records(target, meta, records)
+    _print_damaged(meta, "is reported as not run")
     with RunLock(target):  # never rewrite the reports of a run still writing them
         written = write_reports(target, meta, records, (fmt,) if fmt else FORMATS)
     out = table_console()

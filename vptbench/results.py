@@ -171,28 +171,36 @@ def save_run_record(run_dir: Path, record: dict) -> None:
 
 
 def load_run_dir(run_dir: Path) -> tuple[dict, list[dict]]:
-    """run.json's metadata and every saved run record, in plan order; anything else is a usage error."""
+    """run.json's metadata and every readable run record, in plan order. A damaged record (a copy cut
+    short, a hand edit) counts as not run, named in the metadata's `damaged_records`, so that the
+    others still report and `--resume` reruns it; a damaged run.json is a usage error."""
     meta_path = run_dir / RUN_FILE
     if not meta_path.is_file():
         raise UsageError(f"'{run_dir}' is not a vptbench run directory (no {RUN_FILE})")
-    paths = [meta_path, *sorted((run_dir / RUNS_DIR).glob("*.json"))]
-    loaded = []
-    for path in paths:
-        try:
-            loaded.append(json.loads(path.read_text(encoding="utf-8")))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise UsageError(f"'{run_dir}': cannot read {path.relative_to(run_dir)}: {exc}") from None
-    (meta, *records), paths = loaded, paths[1:]
+    meta, problem = _read_json(meta_path)
+    if problem:
+        raise UsageError(f"'{run_dir}': cannot read {RUN_FILE}: {problem}")
     missing = [key for key in ("schema_version", "suite", "config", "seeds", "plan") if not isinstance(meta, dict) or key not in meta]
     if missing:
         raise UsageError(f"'{run_dir}' is not a valid vptbench run directory ({RUN_FILE} lacks {', '.join(missing)})")
     if meta["schema_version"] != SCHEMA_VERSION:
         raise UsageError(f"'{run_dir}' was written with results schema {meta['schema_version']}; this vptbench reads schema {SCHEMA_VERSION}")
-    for path, record in zip(paths, records, strict=True):
-        problem = _record_problem(record)
-        if problem:
-            raise UsageError(f"'{run_dir}': {RUNS_DIR}/{path.name} is not a valid run record ({problem})")
-    return meta, in_plan_order(records, meta["plan"])
+    records, damaged = [], []
+    for path in sorted((run_dir / RUNS_DIR).glob("*.json")):
+        record, problem = _read_json(path)
+        if problem or (problem := _record_problem(record)):
+            damaged.append(f"{path} ({problem})")
+        else:
+            records.append(record)
+    return {**meta, "damaged_records": damaged}, in_plan_order(records, meta["plan"])
+
+
+def _read_json(path: Path) -> tuple[Any, str]:
+    """A JSON file's content and "", or None and why it could not be read."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8")), ""
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return None, str(exc)
 
 
 def _record_problem(record) -> str:
@@ -261,6 +269,7 @@ def combine_run_dirs(run_dirs: list[Path]) -> tuple[dict, list[dict]]:
         "status": "combined",
         "sources": [str(d) for d in run_dirs],
         "overlapping_runs": overlaps,
+        "damaged_records": [damage for m, _ in loaded for damage in m["damaged_records"]],
     }
     return meta, in_plan_order(list(by_key.values()), plan)
 
