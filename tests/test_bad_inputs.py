@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 from pathlib import Path
 
 import datasets
@@ -532,6 +533,18 @@ def test_a_damaged_record_counts_as_not_run_and_resume_reruns_it(cli, tiny_confi
     reported = json.loads((run_dir / "report.json").read_text())["runs"]
     assert [(r["experiment"], r["seed"]) for r in reported] == [("E1", 0), ("E1", 1), ("E2", 0), ("E2", 1)]
     assert "damaged record" not in cli("report", run_dir)[2]
+
+
+def test_a_run_whose_process_was_killed_is_reported_as_interrupted(cli, tiny_config, tmp_path):
+    """kill -9 leaves run.json saying "running" and a lock naming a process that is gone."""
+    assert cli("run", "E1", "--config", tiny_config, "--output", tmp_path, "--quiet")[0] == 0
+    (run_dir,) = (p for p in tmp_path.iterdir() if p.is_dir())
+    meta = json.loads((run_dir / "run.json").read_text())
+    (run_dir / "run.json").write_text(json.dumps({**meta, "status": "running"}))
+    (run_dir / ".lock").write_text(f"{socket.gethostname()} 999999999")
+    assert cli("report", run_dir)[0] == 0
+    assert json.loads((run_dir / "report.json").read_text())["status"] == "interrupted"
+    assert "status **interrupted**" in (run_dir / "report.md").read_text()
 
 
 def test_runs_with_different_settings_are_not_combined(cli, tiny_config, tmp_path):

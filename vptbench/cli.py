@@ -327,6 +327,8 @@ def report(
         copy_run_records(target, meta, records)
     _print_damaged(meta, "is reported as not run")
     with RunLock(target):  # never rewrite the reports of a run still writing them
+        if meta.get("status") == "running":  # yet its lock was free: its process was killed or crashed
+            meta = {**meta, "status": "interrupted"}
         written = write_reports(target, meta, records, (fmt,) if fmt else FORMATS)
     out = table_console()
     out.print(summary_table(records, f"Suite '{meta['suite']}' — {target}", out.width))
