@@ -117,7 +117,16 @@ def test_corrupt_images_are_all_named(cli, tmp_path, tiny_model_dir, image_folde
         (folder / "train" / "red" / name).write_bytes(b"not a png")
     code, _, err = _run(cli, tmp_path, tiny_suite_toml(tiny_model_dir, folder))
     assert code == 2
-    assert "split 'train': 2 of 60 images cannot be decoded" in err and "3.png" in err and "7.png" in err
+    err = " ".join(err.split())
+    assert "split 'train': 2 of 60 images cannot be decoded" in err and f"{folder}/train/red/3.png" in err and f"{folder}/train/red/7.png" in err
+
+
+def test_a_class_folder_spelled_otherwise_in_one_split_is_named(cli, tmp_path, tiny_model_dir, image_folder):
+    """An image folder's classes are every split's folders together: `test/reds` makes a fourth class."""
+    folder = Path(shutil.copytree(image_folder, tmp_path / "images"))
+    (folder / "test" / "red").rename(folder / "test" / "reds")
+    code, _, err = _run(cli, tmp_path, tiny_suite_toml(tiny_model_dir, folder))
+    assert code == 2 and "class_names lists 3 classes but the label column has 4 (blue, green, red, reds); class folders not in every split: test/reds, train/red" in " ".join(err.split())
 
 
 @pytest.mark.parametrize(

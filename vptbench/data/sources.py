@@ -121,7 +121,7 @@ def _read_hf(name: str, spec: DatasetSpec) -> dict[str, RawSplit]:
                 raise DataError(
                     f"datasets.{name}: split '{split}' has no column '{column}'; columns: {', '.join(data.column_names)}{hint}"
                 )
-        _check_label_names(name, spec, data.features[spec.label_column])
+        _check_label_names(name, spec, data.features[spec.label_column], Path(spec.path).expanduser() if spec.source == "imagefolder" else None)
         out[role] = (LazyImages(data, spec.image_column), list(data[spec.label_column]))
     return out
 
@@ -165,10 +165,10 @@ class LazyImages(Sequence):
             path = self.data.cast_column(self.column, datasets.Image(decode=False))[index][self.column].get("path")
         except Exception:  # noqa: BLE001 - naming the file is best effort
             path = None
-        return f"#{index} {Path(path).name}" if path else f"#{index}"
+        return path or f"#{index}"
 
 
-def _check_label_names(name: str, spec: DatasetSpec, feature) -> None:
+def _check_label_names(name: str, spec: DatasetSpec, feature, folder: Path | None) -> None:
     """class_names must follow the label column's order: label i is prompted as class_names[i].
 
     Names may be friendlier than the column's ("no tumor" for "notumor"), so only a name that
@@ -180,7 +180,7 @@ def _check_label_names(name: str, spec: DatasetSpec, feature) -> None:
     if len(names) != len(spec.class_names):
         raise DataError(
             f"datasets.{name}: class_names lists {len(spec.class_names)} classes but the label column has "
-            f"{len(names)} ({', '.join(names)})"
+            f"{len(names)} ({', '.join(names)}){_class_folders_not_everywhere(folder) if folder else ''}"
         )
     position = {_plain(label): index for index, label in enumerate(names)}
     for index, class_name in enumerate(spec.class_names):
@@ -189,6 +189,16 @@ def _check_label_names(name: str, spec: DatasetSpec, feature) -> None:
                 f"datasets.{name}: class_names must follow the label column's order ({', '.join(names)}); "
                 f"'{class_name}' is listed at position {index + 1} but is class {position[_plain(class_name)] + 1} of the label column"
             )
+
+
+def _class_folders_not_everywhere(folder: Path) -> str:
+    """An image folder's labels are the union of every split's class folders, so one class spelled
+    two ways (`train/cherry`, `test/cherries`) becomes two classes: name such folders, or ""."""
+    splits = [split for split in folder.iterdir() if split.is_dir() and not split.name.startswith(".")]
+    classes = {split.name: {p.name for p in split.iterdir() if p.is_dir() and not p.name.startswith(".")} for split in splits}
+    everywhere = set.intersection(*classes.values()) if classes else set()
+    odd = [f"{split}/{c}" for split, names in sorted(classes.items()) for c in sorted(names - everywhere)]
+    return f"; class folders not in every split: {first_few(odd)} (spell each class's folder the same in every split)" if odd else ""
 
 
 def _plain(label: str) -> str:
