@@ -430,21 +430,27 @@ MAX_SEEDS = 1000
 
 def parse_seeds(text: str) -> list[int]:
     """`0,1,2`, `0-4` or a mix; seeds are unique, in 0..2**32-1, and at most MAX_SEEDS of them."""
+    import re
+
+    parts = [p.strip() for p in text.split(",")]
+    if not any(parts):
+        raise UsageError("--seeds: name at least one seed, e.g. 0,1,2 or 0-4")
     seeds: list[int] = []
-    try:
-        for part in filter(None, (p.strip() for p in text.split(","))):
-            low, _, high = part.partition("-")
-            first, last = int(low), int(high) if high else int(low)
-            if last < first:
-                raise UsageError(f"--seeds: the range '{part}' runs backwards; write {last}-{first}")
-            if last - first >= MAX_SEEDS or len(seeds) > MAX_SEEDS:
-                raise UsageError(f"--seeds: '{text}' asks for more than {MAX_SEEDS} seeds")
-            seeds += range(first, last + 1)
-    except ValueError:
-        raise UsageError(f"--seeds: '{text}' is not a list like 0,1,2 or a range like 0-4") from None
-    if not seeds or min(seeds) < 0 or max(seeds) >= 2**32:
+    for part in parts:
+        if not (match := re.fullmatch(r"(\d+)(?:\s*-\s*(\d+))?", part)):
+            raise UsageError(f"--seeds: '{part or text}' is not a seed like 3 or a range like 0-4 (in '{text}')")
+        first, last = int(match[1]), int(match[2] or match[1])
+        if last < first:
+            raise UsageError(f"--seeds: the range '{part}' runs backwards; write {last}-{first}")
+        if last - first >= MAX_SEEDS - len(seeds):
+            raise UsageError(f"--seeds: '{text}' asks for more than {MAX_SEEDS} seeds")
+        seeds += range(first, last + 1)
+    if max(seeds) >= 2**32:
         raise UsageError(f"--seeds: '{text}' must name seeds from 0 to {2**32 - 1}")
-    return list(dict.fromkeys(seeds))
+    if len(set(seeds)) < len(seeds):
+        again = next(seed for i, seed in enumerate(seeds) if seed in seeds[:i])
+        raise UsageError(f"--seeds: seed {again} is named twice in '{text}'")
+    return seeds
 
 
 # torch's two wordings, matched from the start of the message
