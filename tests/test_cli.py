@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -28,6 +29,13 @@ def test_run_all_writes_reports_that_parse_back(cli, tiny_config, tmp_path):
         record = json.loads((run_dir / "runs" / f"{row['experiment']}-seed0.json").read_text())
         assert row["test_accuracy"] == pytest.approx(record["test_accuracy"])
         assert row["trainable_params"] == record["trainable_params"]
+    from vptbench.reporting.tables import INTEGER_COLUMNS
+
+    for name in ("results.csv", "summary.csv"):  # counts stay whole where another row has none (E1 never converges)
+        rows = list(csv.DictReader((run_dir / name).open()))
+        assert all(row[c].isdigit() for row in rows for c in INTEGER_COLUMNS if row.get(c)), name
+    assert rows[0]["epochs_to_converge_mean"] == "" and rows[1]["trainable_params"] == "99"
+    assert [row["epochs_to_converge"] for row in csv.DictReader((run_dir / "results.csv").open())][0] == ""
     history = pd.read_csv(run_dir / "history" / "E2-seed0.csv")
     assert list(history["epoch"]) == [1, 2, 3]
     report = (run_dir / "report.md").read_text()

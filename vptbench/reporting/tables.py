@@ -16,6 +16,12 @@ COLUMNS = [
     "ref_test_accuracy", "ref_trainable_params", "ref_epochs_to_converge",
 ]  # fmt: skip
 
+# Counts that stay whole numbers in the CSVs (50, not 50.0) even where some rows have none.
+INTEGER_COLUMNS = [
+    "seed", "trainable_params", "total_params", "test_correct", "test_total", "epochs_run", "best_epoch",
+    "epochs_to_converge", "ref_trainable_params", "ref_epochs_to_converge", "runs", "runs_ok",
+]  # fmt: skip
+
 SUMMARY_COLUMNS = [
     "experiment", "tuner", "runs", "runs_ok", "status", "trainable_params", "trainable_percent",
     "val_accuracy_mean", "test_accuracy_mean", "test_accuracy_std", "test_accuracy_ci_low", "test_accuracy_ci_high",
@@ -41,7 +47,12 @@ def flat_frame(records: list[dict]) -> pd.DataFrame:
         for key, value in (record.get("reference") or {}).items():
             row[f"ref_{key}"] = value
         rows.append(row)
-    return pd.DataFrame(rows, columns=COLUMNS)
+    return _whole(pd.DataFrame(rows, columns=COLUMNS))
+
+
+def _whole(frame: pd.DataFrame) -> pd.DataFrame:
+    """Count columns as pandas' nullable integers: a missing value would otherwise make them floats."""
+    return frame.astype({column: "Int64" for column in INTEGER_COLUMNS if column in frame})
 
 
 def accuracy_interval(correct: int, total: int, level: float = 0.95) -> tuple[float, float]:
@@ -96,7 +107,7 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
                 "ref_epochs_to_converge": group["ref_epochs_to_converge"].iloc[0],
             }
         )
-    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    return _whole(pd.DataFrame(rows, columns=SUMMARY_COLUMNS))
 
 
 def _status(statuses: pd.Series) -> str:
