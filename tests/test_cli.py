@@ -32,10 +32,10 @@ def test_run_all_writes_reports_that_parse_back(cli, tiny_config, tmp_path):
     from vptbench.reporting.tables import INTEGER_COLUMNS
 
     for name in ("results.csv", "summary.csv"):  # counts stay whole where another row has none (E1 never converges)
-        rows = list(csv.DictReader((run_dir / name).open()))
+        rows = list(csv.DictReader((run_dir / name).read_text().splitlines()))
         assert all(row[c].isdigit() for row in rows for c in INTEGER_COLUMNS if row.get(c)), name
     assert rows[0]["epochs_to_converge_mean"] == "" and rows[1]["trainable_params"] == "99"
-    assert [row["epochs_to_converge"] for row in csv.DictReader((run_dir / "results.csv").open())][0] == ""
+    assert next(csv.DictReader((run_dir / "results.csv").read_text().splitlines()))["epochs_to_converge"] == ""
     history = pd.read_csv(run_dir / "history" / "E2-seed0.csv")
     assert list(history["epoch"]) == [1, 2, 3]
     report = (run_dir / "report.md").read_text()
