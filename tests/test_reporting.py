@@ -123,11 +123,21 @@ def test_combining_run_directories(cli, tiny_config, tmp_path):
     assert frame[["experiment", "seed"]].values.tolist() == [["E2", 0], ["E2", 1]]
     curves = [pd.read_csv(combined / "history" / f"E2-seed{seed}.csv")["train_loss"].tolist() for seed in (0, 1)]
     assert curves[0] != curves[1]  # the seeds really differ (split, initialisation, order)
-    assert "± " in (combined / "report.md").read_text()  # two seeds: mean ± std
+    markdown = (combined / "report.md").read_text()
+    assert "± " in markdown  # two seeds: mean ± std
+    assert f"- Combines the runs of `{first}`, `{second}`" in markdown
+    metas = [json.loads((d / "run.json").read_text()) for d in (first, second, combined)]
+    assert (metas[2]["started"], metas[2]["finished"]) == (metas[0]["started"], metas[1]["finished"])  # the whole span
     code, _, err = cli("run", "--resume", combined)
     assert code == 2 and f"--resume: '{combined}' combines the reports of {first}, {second}; resume one of those" in " ".join(err.split())
     code, _, err = cli("report", first, combined, "--output", tmp_path / "again", "--format", "csv")
     assert code == 0 and f"E2-seed0 is in {first} and {combined}: the one in {combined} is reported" in " ".join(err.split())
+    (second / "runs" / "E2-seed1.json").write_text("{")  # cut short: left out, and said so
+    assert cli("report", first, second, "--output", tmp_path / "third", "--format", "md")[0] == 0
+    (third,) = (tmp_path / "third").iterdir()
+    markdown = (third / "report.md").read_text()
+    assert f"- Damaged record, left out: `{second}/runs/E2-seed1.json (Expecting property name" in markdown
+    assert "**Not run: E2-seed1 (1 of 2 planned runs have no record" in markdown
 
 
 def test_combining_keeps_a_good_run_over_a_failed_one_and_refuses_other_suites(tmp_path):

@@ -267,11 +267,19 @@ def combine_run_dirs(run_dirs: list[Path]) -> tuple[dict, list[dict]]:
         "seeds": sorted({seed for m, _ in loaded for seed in m["seeds"]}),
         "plan": plan,
         "status": "combined",
+        **_span([m for m, _ in loaded]),
         "sources": [str(d) for d in run_dirs],
         "overlapping_runs": overlaps,
         "damaged_records": [damage for m, _ in loaded for damage in m["damaged_records"]],
     }
     return meta, in_plan_order(list(by_key.values()), plan)
+
+
+def _span(metas: list[dict]) -> dict:
+    """When the combined runs started and finished: the earliest start and the latest end, None
+    where a source does not say."""
+    starts, ends = [m.get("started") for m in metas], [m.get("finished") for m in metas]
+    return {"started": min(starts) if all(starts) else None, "finished": max(ends) if all(ends) else None}
 
 
 def copy_run_records(run_dir: Path, meta: dict, records: list[dict]) -> None:

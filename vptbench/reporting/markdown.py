@@ -22,7 +22,8 @@ def markdown_report(meta: dict, records: list[dict], frame: pd.DataFrame, plots:
     lines = [
         f"# vptbench report: suite `{meta['suite']}`",
         "",
-        f"- Started {meta.get('started', '?')}{_resumed(meta)}, status **{meta.get('status', '?')}**, device {meta.get('device', '?')}",
+        f"- Started {meta.get('started') or '?'}{_resumed(meta)}, status **{meta.get('status', '?')}**, device {meta.get('device', '?')}",
+        *_provenance(meta),
         f"- {_seeds(meta, records)}; model `{meta['config']['model_name']}`, "
         f"dataset `{meta['config']['dataset_name']}`",
         f"- torch {packages.get('torch')}, transformers {packages.get('transformers')}, vptbench "
@@ -114,6 +115,16 @@ def _seeds(meta: dict, records: list[dict]) -> str:
     if len({tuple(sorted(seeds)) for seeds in by_experiment.values()}) > 1:
         return "Seeds " + "; ".join(f"{e}: {', '.join(map(str, sorted(seeds)))}" for e, seeds in by_experiment.items())
     return f"Seeds {', '.join(map(str, meta.get('seeds', [])))}"
+
+
+def _provenance(meta: dict) -> list[str]:
+    """Where a copied or combined report's runs come from, and records left out as damaged."""
+    lines = []
+    if sources := meta.get("sources"):
+        lines.append(f"- {'Combines the runs of' if len(sources) > 1 else 'A copy of'} {', '.join(f'`{s}`' for s in sources)}")
+        lines += [f"  - {o['run']} is in {len(o['in'])} of them; reported from `{o['reported']}`" for o in meta.get("overlapping_runs", [])]
+    lines += [f"- Damaged record, left out: `{damage}`" for damage in meta.get("damaged_records", [])]
+    return lines
 
 
 def _resumed(meta: dict) -> str:
