@@ -82,6 +82,27 @@ def test_a_tuner_that_raises_fails_alone(cli, tiny_config, tmp_path, monkeypatch
 def test_resume_refuses_other_selection_options(cli, tmp_path):
     code, _, err = cli("run", "E1", "--resume", tmp_path, "--epochs", "3")
     assert code == 2 and "--resume takes the run directory's own configuration; drop experiment ids, --epochs" in err
+    code, _, err = cli("run", "--resume", tmp_path, "--output", tmp_path / "elsewhere")
+    assert code == 2 and f"--resume writes into '{tmp_path}' itself; drop --output" in " ".join(err.split())
+
+
+def test_report_names_a_missing_folder_a_file_and_a_copy_inside_its_own_run(cli, tiny_config, tmp_path):
+    (tmp_path / "file").write_text("")
+    for args, expected in (
+        (("report", tmp_path / "gone"), f"error: run directory '{tmp_path}/gone' does not exist"),
+        (("report", tmp_path / "file"), f"error: run directory '{tmp_path}/file' is a file, not a folder"),
+        (("report", "--output", tmp_path / "file"), f"error: --output: '{tmp_path}/file' is a file, not a folder of runs"),
+    ):
+        code, _, err = cli(*args)
+        assert code == 2 and " ".join(err.split()) == expected
+    assert cli("run", "E1", "--config", tiny_config, "--output", tmp_path / "runs", "--quiet")[0] == 0
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    code, _, err = cli("report", run_dir, "--output", tmp_path / "file")  # as `run --output` says it
+    assert code == 2 and f"--output: cannot write results to '{tmp_path}/file': '{tmp_path}/file' is a file" in " ".join(err.split())
+    for inside in (run_dir, run_dir / "copies"):
+        code, _, err = cli("report", run_dir, "--output", inside)
+        assert code == 2 and f"--output: '{inside}' is inside the run directory '{run_dir}'" in " ".join(err.split())
+    assert sorted(p.name for p in run_dir.iterdir() if p.is_dir()) == ["history", "runs"]
 
 
 def test_a_live_lock_refuses_a_second_writer_and_a_stale_one_is_taken_over(cli, tiny_config, tmp_path):

@@ -131,6 +131,8 @@ def run(
         given = [name for name, value in selection.items() if value]
         if given:
             raise UsageError(f"--resume takes the run directory's own configuration; drop {', '.join(given)}")
+        if output != RESULTS:
+            raise UsageError(f"--resume writes into '{resume}' itself; drop --output")
         meta, finished = load_run_dir(resume)
         _print_damaged(meta, "is run again")
         if meta.get("status") == "combined":
@@ -203,7 +205,7 @@ def _execute(plan, device: str, target: Path, resuming: bool, quiet: bool, finis
     kept = sum(r["status"] in FINISHED_STATUSES for r in finished)
     if not quiet:
         resumed = f"; resuming: {_count(kept, 'finished run')} kept, {total - kept} to run" if resuming else ""
-        console.print(f"Suite [bold]{plan.suite}[/]: {_count(len(plan.experiments), 'experiment')} × {_count(len(plan.seeds), 'seed')} ({plan.config_path}){resumed}")
+        console.print(f"Suite [bold]{plan.suite}[/]: {_count(len(plan.experiments), 'experiment')} × {_count(len(plan.seeds), 'seed')} ({plan.config_path}){resumed}", soft_wrap=True)
     observer = QuietObserver() if quiet else RichObserver(console, total, kept)
     with observer:
         bench = prepare(plan, device, observer.progress, feature_cache, data_on_device=runner.runs_here)
@@ -322,6 +324,8 @@ def report(
     else:
         for run_dir in run_dirs:  # a half-written run would be copied as if it were finished
             RunLock(run_dir).check_free()
+            if output and output.resolve().is_relative_to(run_dir.resolve()):
+                raise UsageError(f"--output: '{output}' is inside the run directory '{run_dir}'; a copy of its report goes elsewhere")
         meta, records = combine_run_dirs(run_dirs)
         target = new_run_dir(output or RESULTS, f"{meta['suite']}-{'combined' if len(run_dirs) > 1 else 'report'}")
         copy_run_records(target, meta, records)

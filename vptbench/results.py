@@ -14,7 +14,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from vptbench.errors import UsageError, WriteError
+from vptbench.errors import UsageError, WriteError, folder_missing
 
 SCHEMA_VERSION = 1
 RUN_FILE = "run.json"
@@ -54,6 +54,8 @@ def write_json(path: Path, data: Any) -> None:
 
 def new_run_dir(output: Path, suite: str) -> Path:
     """`<output>/<suite>-<UTC timestamp>`, created now so an unwritable folder fails before training."""
+    if problem := folder_problem(output):
+        raise UsageError(f"--output: cannot write results to '{output}': {problem}")
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     run_dir = output / f"{suite}-{stamp}"
     suffix = 1
@@ -66,9 +68,6 @@ def new_run_dir(output: Path, suite: str) -> Path:
             run_dir = output / f"{suite}-{stamp}-{suffix}"
         except OSError as exc:
             raise UsageError(f"--output: cannot write results to '{output}': {exc.strerror}") from None
-    problem = write_problem(run_dir)
-    if problem:
-        raise UsageError(f"--output: cannot write results to '{output}': {problem}")
     return run_dir
 
 
@@ -174,6 +173,8 @@ def load_run_dir(run_dir: Path) -> tuple[dict, list[dict]]:
     """run.json's metadata and every readable run record, in plan order. A damaged record (a copy cut
     short, a hand edit) counts as not run, named in the metadata's `damaged_records`, so that the
     others still report and `--resume` reruns it; a damaged run.json is a usage error."""
+    if not run_dir.is_dir():
+        raise UsageError(f"run directory '{run_dir}' {folder_missing(run_dir)}")
     meta_path = run_dir / RUN_FILE
     if not meta_path.is_file():
         raise UsageError(f"'{run_dir}' is not a vptbench run directory (no {RUN_FILE})")
@@ -361,6 +362,8 @@ def in_plan_order(records: list[dict], plan: list[str]) -> list[dict]:
 
 
 def latest_run_dir(output: Path) -> Path:
+    if output.exists() and not output.is_dir():
+        raise UsageError(f"--output: '{output}' is a file, not a folder of runs")
     candidates = [p.parent for p in output.glob(f"*/{RUN_FILE}")]
     if not candidates:
         raise UsageError(f"no runs found under '{output}'; run `vptbench run --all` first or name a run directory")
