@@ -97,6 +97,13 @@ def test_a_log_gets_a_line_per_run_and_per_stretch_of_epochs(cli, tiny_config, t
     assert code == 0 and "seed 0" not in err
 
 
+def test_run_json_records_the_registry_by_its_absolute_path(cli, tiny_config, tmp_path, monkeypatch):
+    monkeypatch.chdir(tiny_config.parent)
+    assert cli("run", "E1", "--config", "benchmark.toml", "--output", tmp_path / "out", "--quiet")[0] == 0
+    (run_json,) = (tmp_path / "out").glob("*/run.json")
+    assert json.loads(run_json.read_text())["config_path"] == str(tiny_config)
+
+
 def test_list_shows_builtin_tuners_and_experiments(cli, tiny_config):
     code, out, _ = cli("list", "--config", tiny_config, "--json")
     assert code == 0

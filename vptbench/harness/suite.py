@@ -265,7 +265,7 @@ def run_suite(
     meta = {
         "schema_version": SCHEMA_VERSION,
         "suite": plan.suite,
-        "config_path": plan.config_path,
+        "config_path": str(Path(plan.config_path).absolute()),  # a resume from another folder still finds it
         "config": plan.describe(),
         "seeds": plan.seeds,
         "plan": plan_keys,
