@@ -89,12 +89,17 @@ def test_a_log_gets_a_line_per_run_and_per_stretch_of_epochs(cli, tiny_config, t
     monkeypatch.setattr("vptbench.progress.LOG_EVERY_SECONDS", 0.0)  # every epoch gets its line
     code, _, err = cli("run", "--all", "--config", tiny_config, "--output", tmp_path, "--epochs", "2")
     assert code == 0, err
-    lines = [line.split(" ", 1)[1] for line in err.splitlines() if line[:2].isdigit()]  # after the time of day
+    loading, *lines = [line.split(" ", 1)[1] for line in err.splitlines() if line[:2].isdigit()]  # after the time of day
+    assert loading == "loading the model and decoding the data"
     assert [line.split(":")[0] for line in lines] == ["[1/2] E1 seed 0", "E2 seed 0", "E2 seed 0", "[2/2] E2 seed 0"]
     assert lines[0].startswith("[1/2] E1 seed 0: test acc ") and lines[1].startswith("E2 seed 0: epoch 1/2 · loss ")
     assert lines[3].startswith("[2/2] E2 seed 0: test acc ") and " · 2 epochs in " in lines[3]
-    code, _, err = cli("run", "E2", "--config", tiny_config, "--output", tmp_path, "--epochs", "2", "--quiet")
-    assert code == 0 and "seed 0" not in err
+    (run_dir,) = tmp_path.glob("s-*")
+    (run_dir / "runs" / "E2-seed0.json").unlink()
+    code, _, err = cli("run", "--resume", run_dir)
+    assert code == 0 and [line.split(" ", 1)[1].split(":")[0] for line in err.splitlines() if line[:2].isdigit() and "[" in line] == ["[2/2] E2 seed 0"]
+    code, _, err = cli("run", "E2", "--config", tiny_config, "--output", tmp_path / "quiet", "--epochs", "2", "--quiet")
+    assert code == 0 and "seed 0" not in err and "loading" not in err
 
 
 def test_run_json_records_the_registry_by_its_absolute_path(cli, tiny_config, tmp_path, monkeypatch):

@@ -64,8 +64,9 @@ def test_a_tuner_that_raises_fails_alone(cli, tiny_config, tmp_path, monkeypatch
         return real_run_one(bench, plan, seed, observer)
 
     monkeypatch.setattr(suite_module, "run_one", broken_e1)
-    code, out, err = cli("run", "--all", "--config", tiny_config, "--output", tmp_path, "--quiet", "--json", "--seeds", "0,1")
+    code, out, err = cli("run", "--all", "--config", tiny_config, "--output", tmp_path, "--json", "--seeds", "0,1")
     assert code == 1 and "E1 seed 1 failed: RuntimeError: boom (traceback in errors.log)" in err
+    assert " [2/4] E1 seed 1: failed: RuntimeError: boom (traceback in errors.log)\n" in err  # the log's line, as it happens
     runs = {(r["experiment"], r["seed"]): r for r in json.loads(out)["runs"]}
     assert runs["E1", 0]["status"] == "failed" and runs["E1", 0]["error"] == "RuntimeError: boom (traceback in errors.log)"
     assert runs["E2", 0]["status"] == runs["E2", 1]["status"] == "ok"

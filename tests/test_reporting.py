@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 
@@ -244,12 +245,15 @@ def test_markdown_keeps_the_displayed_digits_and_marks_cached_rows(tmp_path):
     assert "|     0.900 |" in markdown and "2.0 s † |" in markdown and "† trains a head on frozen features" in markdown
 
 
-def test_a_diverged_experiment_still_shows_its_trainable_parameters():
+def test_a_diverged_experiment_still_shows_its_trainable_parameters(tmp_path):
     diverged = _record("E3", 0, 25, status="diverged")
     failed = {key: diverged[key] for key in ("experiment", "tuner", "status", "error", "params", "reference")} | {"experiment": "E4", "seed": 0, "status": "failed"}
     shown = {row["Experiment"]: row for row in display_rows(summarize(flat_frame([diverged, failed])))}
     assert shown["E3"]["Trainable"] == "30 (1.00 %)" and shown["E3"]["Test acc"] == "–"
     assert shown["E4"]["Trainable"] == "–"
+    write_reports(tmp_path, _meta(), [diverged, failed])  # an experiment with no count at all: blank, not NaN
+    rows = list(csv.DictReader((tmp_path / "summary.csv").read_text().splitlines()))
+    assert [(r["experiment"], r["trainable_params"], r["runs_ok"]) for r in rows] == [("E3", "30", "0"), ("E4", "", "0")]
 
 
 def test_a_strategy_that_trains_nothing_shows_no_train_time():

@@ -108,7 +108,7 @@ def run(
     epochs: Annotated[int | None, typer.Option(min=1, help="Override every experiment's epochs.")] = None,
     compile_model: Annotated[bool | None, typer.Option("--compile/--no-compile", help="torch.compile every experiment's model, or none (default: each experiment's setting).", show_default=False)] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
-    output: Annotated[Path, typer.Option("--output", "-o", help="Folder that receives the run directory.")] = RESULTS,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Folder that receives the run directory.", show_default="results")] = None,
     resume: Annotated[Path | None, typer.Option(help="Finish an interrupted run directory: keep its finished runs, rerun the rest.")] = None,
     feature_cache: Annotated[Path | None, typer.Option(help="Folder that keeps frozen-encoder features across runs (keyed by a hash of weights, model settings, data and precision).")] = None,
     executor: Annotated[str, typer.Option(help="local (this process) or ray (one task per experiment and seed).")] = "local",
@@ -131,14 +131,14 @@ def run(
         given = [name for name, value in selection.items() if value]
         if given:
             raise UsageError(f"--resume takes the run directory's own configuration; drop {', '.join(given)}")
-        if output != RESULTS:
+        if output:
             raise UsageError(f"--resume writes into '{resume}' itself; drop --output")
         meta, finished = load_run_dir(resume)
-        _print_damaged(meta, "is run again")
         if meta.get("status") == "combined":
             sources = meta.get("sources", [])
             what = f"combines the reports of {', '.join(sources)}; resume one of those" if len(sources) > 1 else f"is a copy of {sources[0]}'s report; resume that"
             raise UsageError(f"--resume: '{resume}' {what}")
+        _print_damaged(meta, "is run again")
         plan = plan_from_run_dir(meta)
     else:
         plan = _plan_from_registry(ids, all_, suite, config, seeds, epochs, compile_model, model, dataset)
@@ -155,6 +155,7 @@ def run(
         more = f" (+{len(unusable) - 1} more)" if len(unusable) > 1 else ""
         raise PluginError(f"no selected experiment can run; {unusable[0].id}: {unusable[0].error}{more}")
     # an unwritable folder or a busy run fails before anything loads
+    output = output or RESULTS
     for what, folder in (("--output: cannot write results to", None if resume else output), ("--feature-cache: cannot write to", feature_cache)):
         if folder is not None and (problem := folder_problem(folder)):
             raise UsageError(f"{what} '{folder}': {problem}")
@@ -397,7 +398,7 @@ def bench(
         return
     peaks = sorted({r["peak_tflops"] for r in rows if r.get("peak_tflops")})
     out = table_console()
-    precision = " / ".join(sorted({r["precision"] for r in rows if "precision" in r})) or precision
+    precision = next((r["precision"] for r in rows if "precision" in r), precision)  # "auto" as resolved
     title = f"Throughput on {describe(target)} — {model}, batch {batch_size}, {precision}"
     out.print(throughput_table(rows, title, out.width, " / ".join(f"{p:g}" for p in peaks) or None))
     if failed:
@@ -407,7 +408,7 @@ def bench(
         raise typer.Exit(1)
 
 
-def _timed_rows(plans, clip, task, target, batch_size: int, steps: int, warmup: int, *settings) -> list[dict]:
+def _timed_rows(plans, clip, task, target, batch_size: int, steps: int, warmup: int, precision: str, compile_model: bool, peak_tflops: float | None) -> list[dict]:
     """Each strategy's row, with a bar per strategy's steps (a line per strategy in a log)."""
     from functools import partial
 
@@ -419,12 +420,12 @@ def _timed_rows(plans, clip, task, target, batch_size: int, steps: int, warmup: 
         overall = progress.add_task("strategies", total=len(plans))
         for plan in plans:
             steps_bar = progress.add_task(f"  timing {plan.id} ({plan.spec.tuner})", total=1 + warmup + steps)
-            rows.append(measure_row(plan, clip, task, target, batch_size, steps, warmup, *settings, on_step=partial(progress.advance, steps_bar)))
+            timed = measure_row(plan, clip, task, target, batch_size, steps, warmup, precision, compile_model, peak_tflops, on_step=partial(progress.advance, steps_bar))
+            rows.append(timed)
             progress.remove_task(steps_bar)
             progress.advance(overall)
             if progress.disable:
-                row = rows[-1]
-                outcome = f"failed: {row['error']}" if "error" in row else f"{row['images_per_second']:,.1f} images/s"
+                outcome = f"failed: {timed['error']}" if "error" in timed else f"{timed['images_per_second']:,.1f} images/s"
                 log_line(console, f"[{len(rows)}/{len(plans)}] {plan.id} ({plan.spec.tuner}): {outcome}")
     return rows
 
@@ -439,10 +440,13 @@ def parse_seeds(text: str) -> list[int]:
     parts = [p.strip() for p in text.split(",")]
     if not any(parts):
         raise UsageError("--seeds: name at least one seed, e.g. 0,1,2 or 0-4")
+    if not all(parts):
+        raise UsageError(f"--seeds: '{text}' has an empty part between commas")
     seeds: list[int] = []
     for part in parts:
-        if not (match := re.fullmatch(r"(\d+)(?:\s*-\s*(\d+))?", part)):
-            raise UsageError(f"--seeds: '{part or text}' is not a seed like 3 or a range like 0-4 (in '{text}')")
+        if not (match := re.fullmatch(r"([0-9]+)(?:\s*-\s*([0-9]+))?", part)):
+            where = f" in '{text}'" if part != text.strip() else ""
+            raise UsageError(f"--seeds: '{part}'{where} is not a seed like 3 or a range like 0-4")
         first, last = int(match[1]), int(match[2] or match[1])
         if last < first:
             raise UsageError(f"--seeds: the range '{part}' runs backwards; write {last}-{first}")

@@ -76,8 +76,8 @@ def folder_missing(path: Path) -> str:
     return "is a file, not a folder" if path.exists() else "does not exist"
 
 
-def first_line(exc: BaseException) -> str:
-    """An exception's first line, or its type when it has no message."""
+def first_line(exc: BaseException | str) -> str:
+    """An exception's (or a message's) first line, or its type when it has no message."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 import time
 
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from vptbench.errors import first_line
 
 LOG_EVERY_SECONDS = 30.0  # off a terminal, a long run still says how far it is this often
 
@@ -22,13 +23,13 @@ def bars(console: Console) -> Progress:
         TimeRemainingColumn(),
         console=console,
         transient=False,
-        disable=not console.is_terminal,
+        disable=not console.is_interactive,  # a dumb terminal too: Rich would draw only the end
     )
 
 
 def log_line(console: Console, text: str) -> None:
     """One plain line for a log, with the time of day so that a slow step shows."""
-    console.print(f"{time.strftime('%H:%M:%S')} {escape(text)}", markup=True, highlight=False, soft_wrap=True)
+    console.print(f"{time.strftime('%H:%M:%S')} {text}", markup=False, highlight=False, soft_wrap=True)
 
 
 class RichObserver:
@@ -38,13 +39,14 @@ class RichObserver:
         self.console = console
         self.progress = bars(console)
         self.lines = self.progress.disable
-        self.total, self.done = total_runs, finished_runs
         # shown from the first run on: loading and decoding draw their own bars, and a data error must not leave "suite 0/N" behind
         self.suite = self.progress.add_task("suite", total=total_runs, completed=finished_runs, visible=False)  # a resume keeps some
         self.epochs = None
 
     def __enter__(self) -> RichObserver:
         self.progress.start()
+        if self.lines:  # loading and decoding can take minutes; the bars that say so are not drawn
+            log_line(self.console, "loading the model and decoding the data")
         return self
 
     def __exit__(self, *exc) -> None:
@@ -61,25 +63,29 @@ class RichObserver:
         self.progress.update(self.suite, visible=True)
         self.label = f"  {experiment_id} seed {seed}"
         self.epochs = self.progress.add_task(self.label + (" evaluating" if not epochs else ""), total=max(epochs, 1))
-        self.epoch, self.planned_epochs, self.logged = 0, epochs, time.monotonic()
+        self.logged = time.monotonic()
 
     def epoch_done(self, record) -> None:
         stats = f"loss {record.train_loss:.3f}" + (f" · val acc {record.val_accuracy:.3f}" if record.val_accuracy is not None else "")
         self.progress.update(self.epochs, advance=1, description=f"{self.label} {stats}")
-        self.epoch += 1
         if self.lines and time.monotonic() - self.logged >= LOG_EVERY_SECONDS:
-            log_line(self.console, f"{self.label.strip()}: epoch {self.epoch}/{self.planned_epochs} · {stats}")
+            epochs = self._task(self.epochs)
+            log_line(self.console, f"{self.label.strip()}: epoch {epochs.completed:.0f}/{epochs.total:.0f} · {stats}")
             self.logged = time.monotonic()
 
     def run_done(self, record: dict) -> None:
         self._drop_epoch_bar()
         outcome = record["status"] if record["status"] != "ok" else f"test acc {record['test_accuracy']:.3f}"
-        self.progress.update(self.suite, advance=1, description=f"suite (last: {record['experiment']} {outcome})")
-        self.done += 1
+        # visible here too: runs on Ray workers never call run_started on this side
+        self.progress.update(self.suite, advance=1, visible=True, description=f"suite (last: {record['experiment']} {outcome})")
         if self.lines:
-            outcome = f"{outcome}: {record['error'].strip().splitlines()[0]}" if record.get("error") else outcome
+            suite = self._task(self.suite)
+            outcome = f"{outcome}: {first_line(record['error'])}" if record.get("error", "").strip() else outcome
             took = f" · {record['epochs_run']} epochs in {record['train_seconds']:.1f} s" if record.get("epochs_run") else ""
-            log_line(self.console, f"[{self.done}/{self.total}] {record['experiment']} seed {record['seed']}: {outcome}{took}")
+            log_line(self.console, f"[{suite.completed:.0f}/{suite.total:.0f}] {record['experiment']} seed {record['seed']}: {outcome}{took}")
+
+    def _task(self, task_id):
+        return next(task for task in self.progress.tasks if task.id == task_id)
 
     def _drop_epoch_bar(self) -> None:
         if self.epochs is not None:

@@ -193,7 +193,8 @@ def load_run_dir(run_dir: Path) -> tuple[dict, list[dict]]:
             damaged.append(f"{path} ({problem})")
         else:
             records.append(record)
-    return {**meta, "damaged_records": damaged}, in_plan_order(records, meta["plan"])
+    # a copy or combination keeps its sources' damaged records: their runs are missing from it too
+    return {**meta, "damaged_records": [*meta.get("damaged_records", []), *damaged]}, in_plan_order(records, meta["plan"])
 
 
 def _read_json(path: Path) -> tuple[Any, str]:
@@ -269,6 +270,8 @@ def combine_run_dirs(run_dirs: list[Path]) -> tuple[dict, list[dict]]:
         "plan": plan,
         "status": "combined",
         **_span([m for m, _ in loaded]),
+        "resumed": [],  # each source's own resumes are in its run.json
+        "resumed_runs": [],
         "sources": [str(d) for d in run_dirs],
         "overlapping_runs": overlaps,
         "damaged_records": [damage for m, _ in loaded for damage in m["damaged_records"]],

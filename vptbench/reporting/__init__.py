@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vptbench.reporting.tables import flat_frame, summarize
+from vptbench.reporting.tables import csv_text, flat_frame, summarize
 from vptbench.results import write_atomic
 
 RESULTS_CSV = "results.csv"
@@ -27,8 +27,8 @@ def write_reports(run_dir: Path, meta: dict, records: list[dict], formats: tuple
     frame = flat_frame(records)
     written = []
     if "csv" in formats:
-        write_atomic(run_dir / RESULTS_CSV, frame.to_csv(index=False))
-        write_atomic(run_dir / SUMMARY_CSV, summarize(frame).to_csv(index=False))
+        write_atomic(run_dir / RESULTS_CSV, csv_text(frame))
+        write_atomic(run_dir / SUMMARY_CSV, csv_text(summarize(frame)))
         written += [run_dir / RESULTS_CSV, run_dir / SUMMARY_CSV]
     if "md" in formats:
         plots = write_plots(run_dir, records)

@@ -47,12 +47,18 @@ def flat_frame(records: list[dict]) -> pd.DataFrame:
         for key, value in (record.get("reference") or {}).items():
             row[f"ref_{key}"] = value
         rows.append(row)
-    return _whole(pd.DataFrame(rows, columns=COLUMNS))
+    return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def _whole(frame: pd.DataFrame) -> pd.DataFrame:
-    """Count columns as pandas' nullable integers: a missing value would otherwise make them floats."""
-    return frame.astype({column: "Int64" for column in INTEGER_COLUMNS if column in frame})
+def csv_text(frame: pd.DataFrame) -> str:
+    """The frame as CSV with its counts as whole numbers: 50, not the 50.0 that a missing value in
+    another row makes of them. (Only here: in memory the columns stay floats, NaN where missing.)"""
+    return frame.astype({column: "Int64" for column in INTEGER_COLUMNS if column in frame and _whole_numbers(frame[column])}).to_csv(index=False)
+
+
+def _whole_numbers(column: pd.Series) -> bool:
+    values = column.dropna()
+    return pd.api.types.is_numeric_dtype(values) and bool((values % 1 == 0).all())
 
 
 def accuracy_interval(correct: int, total: int, level: float = 0.95) -> tuple[float, float]:
@@ -107,7 +113,7 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
                 "ref_epochs_to_converge": group["ref_epochs_to_converge"].iloc[0],
             }
         )
-    return _whole(pd.DataFrame(rows, columns=SUMMARY_COLUMNS))
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
 def _status(statuses: pd.Series) -> str:
