@@ -30,7 +30,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from vptbench.harness.suite import FINISHED_STATUSES  # what a resume keeps
+from vptbench.reporting.schema import FINISHED_STATUSES  # what a resume keeps (torch stays out: a bad argument fails fast)
 
 TARGETS = {"E1": 8000.0, "E6": 2500.0}  # images/s on an H100 or H200 in bf16
 SUITE_TARGET_SECONDS = 15 * 60
