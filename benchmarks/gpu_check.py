@@ -30,7 +30,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from vptbench.reporting.schema import FINISHED_STATUSES  # what a resume keeps (torch stays out: a bad argument fails fast)
+# what a resume keeps; not from the harness, whose torch import would delay a bad argument's error
+from vptbench.reporting.schema import FINISHED_STATUSES
 
 TARGETS = {"E1": 8000.0, "E6": 2500.0}  # images/s on an H100 or H200 in bf16
 SUITE_TARGET_SECONDS = 15 * 60

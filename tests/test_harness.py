@@ -311,6 +311,8 @@ def test_run_record_measures_what_it_claims():
     assert sum(map(sum, record["confusion_matrix"])) == 30
     steady = [row["train_seconds"] for row in record["history"][1:]]  # the first epoch pays for warm-up
     assert record["images_per_second"] == pytest.approx(48 * 3 / sum(steady))
+    one_epoch = run_one(_bench(), _plan("linear-probe", epochs=1), 0, QuietObserver())
+    assert one_epoch["epochs_run"] == 1 and one_epoch["images_per_second"] is None  # its one epoch is mostly warm-up
     zero_shot = run_one(_bench(), _plan("zero-shot"), 0, QuietObserver())
     assert zero_shot["epochs_run"] == 0 and zero_shot["trainable_params"] == 0 and zero_shot["history"] == []
     assert zero_shot["epochs_to_converge"] is None and zero_shot["seconds_to_converge"] is None and zero_shot["images_per_second"] is None

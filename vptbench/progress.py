@@ -81,7 +81,8 @@ class RichObserver:
         if self.lines:
             suite = self._task(self.suite)
             outcome = f"{outcome}: {first_line(record['error'])}" if record.get("error", "").strip() else outcome
-            took = f" · {record['epochs_run']} epochs in {record['train_seconds']:.1f} s" if record.get("epochs_run") else ""
+            epochs = record.get("epochs_run")
+            took = f" · {epochs} epoch{'' if epochs == 1 else 's'} in {record['train_seconds']:.1f} s" if epochs else ""
             log_line(self.console, f"[{suite.completed:.0f}/{suite.total:.0f}] {record['experiment']} seed {record['seed']}: {outcome}{took}")
 
     def _task(self, task_id):

@@ -73,8 +73,9 @@ class FitOutcome:
 
     def images_per_second(self, epoch_images: int) -> float | None:
         """Training throughput after the first epoch, which also pays for warm-up (compilation,
-        kernel selection, allocator growth); a one-epoch run has only that one to go by."""
-        steady = self.history[1:] or self.history
+        kernel selection, allocator growth): None for a one-epoch run, whose figure would mostly
+        measure that."""
+        steady = self.history[1:]
         seconds = sum(record.train_seconds for record in steady)
         return epoch_images * len(steady) / seconds if seconds else None
 
