@@ -529,26 +529,35 @@ def test_report_and_resume_refuse_a_folder_that_is_not_a_run(cli, tmp_path):
 
 
 def test_a_damaged_record_counts_as_not_run_and_resume_reruns_it(cli, tiny_config, tmp_path):
-    """One file cut short or edited by hand must not hide the others' results."""
+    """One file cut short, edited by hand or copied over another must not hide the others' results."""
     assert cli("run", "--all", "--config", tiny_config, "--output", tmp_path, "--seeds", "0-1", "--quiet")[0] == 0
     (run_dir,) = (p for p in tmp_path.iterdir() if p.is_dir())
-    record = json.loads((run_dir / "runs" / "E2-seed0.json").read_text())
+    runs = run_dir / "runs"
+    record = json.loads((runs / "E2-seed0.json").read_text())
     del record["confusion_matrix"]
-    (run_dir / "runs" / "E2-seed0.json").write_text(json.dumps(record))
-    (run_dir / "runs" / "E1-seed1.json").write_text("{\n")
+    (runs / "E2-seed0.json").write_text(json.dumps(record))
+    (runs / "E1-seed1.json").write_text("{\n")
+    e1 = json.loads((runs / "E1-seed0.json").read_text())
+    (runs / "E1-seed0.json").write_text(json.dumps({**e1, "tuner": "linear-probe"}))
+    (runs / "notes.json").write_text((runs / "E2-seed1.json").read_text())  # a copy under another name
+    (runs / "E9-seed0.json").write_text(json.dumps({**e1, "experiment": "E9"}))
     code, out, err = cli("report", run_dir)
     err = " ".join(err.split())
     assert code == 0 and "Traceback" not in out + err
-    assert f"damaged record: {run_dir}/runs/E1-seed1.json (Expecting property name" in err
-    assert f"damaged record: {run_dir}/runs/E2-seed0.json (a finished run lacks confusion_matrix); its run is reported as not run" in err
-    assert "Not run: E1-seed1, E2-seed0 (2 of 4 planned runs have no record" in err
+    assert f"damaged record: {runs}/E1-seed1.json (Expecting property name" in err
+    assert f"damaged record: {runs}/E2-seed0.json (a finished run lacks confusion_matrix): left out" in err
+    assert f"damaged record: {runs}/E1-seed0.json (it was made by tuner linear-probe, but E1 runs zero-shot): left out" in err
+    assert f"damaged record: {runs}/notes.json (it holds the record of E2-seed1): left out" in err
+    assert f"damaged record: {runs}/E9-seed0.json (E9-seed0 is not in this run's plan): left out" in err
+    assert "Not run: E1-seed0, E1-seed1, E2-seed0 (3 of 4 planned runs have no record; `vptbench run --resume` runs them)" in err
     reported = json.loads((run_dir / "report.json").read_text())["runs"]
-    assert [(r["experiment"], r["seed"]) for r in reported] == [("E1", 0), ("E2", 1)]
+    assert [(r["experiment"], r["seed"]) for r in reported] == [("E2", 1)]
     code, _, err = cli("run", "--resume", run_dir, "--quiet")
-    assert code == 0 and "E2-seed0.json (a finished run lacks confusion_matrix); its run is run again" in " ".join(err.split())
+    assert code == 0 and "E2-seed0.json (a finished run lacks confusion_matrix): left out; a planned run without its record runs again" in " ".join(err.split())
     reported = json.loads((run_dir / "report.json").read_text())["runs"]
     assert [(r["experiment"], r["seed"]) for r in reported] == [("E1", 0), ("E1", 1), ("E2", 0), ("E2", 1)]
-    assert "damaged record" not in cli("report", run_dir)[2]
+    err = " ".join(cli("report", run_dir)[2].split())
+    assert err.count("damaged record") == 2 and "notes.json" in err and "E9-seed0.json" in err  # only the strays are left
 
 
 def test_a_run_whose_process_was_killed_is_reported_as_interrupted(cli, tiny_config, tmp_path):

@@ -269,6 +269,8 @@ def test_dry_run_counts_parameters_without_data_or_a_run_directory(cli, tiny_con
     assert (rows["E1"]["trainable_params"], rows["E2"]["trainable_params"]) == (0, 32 * 3 + 3)  # projection 32 -> 3 classes
     assert rows["E1"]["total_params"] + 99 == rows["E2"]["total_params"]
     assert not (tmp_path / "out").exists()
+    code, out, _ = cli("run", "--all", "--config", tiny_config, "--dry-run", "--seeds", " 0, 2 - 3 ")  # what an odd value meant
+    assert code == 0 and "Each experiment would run with 3 seeds: 0, 2, 3" in out
 
 
 def test_bench_in_fp16_on_a_cpu_says_what_the_figures_are_worth(cli, tiny_config):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -137,8 +138,11 @@ def test_combining_run_directories(cli, tiny_config, tmp_path):
     assert cli("report", first, second, "--output", tmp_path / "third", "--format", "md")[0] == 0
     (third,) = (tmp_path / "third").iterdir()
     markdown = (third / "report.md").read_text()
-    assert f"- Damaged record, left out: `{second}/runs/E2-seed1.json (Expecting property name" in markdown
-    assert "**Not run: E2-seed1 (1 of 2 planned runs have no record" in markdown
+    assert f"- Damaged record, left out: `{second}/runs/E2-seed1.json` (Expecting property name" in markdown
+    assert "**Not run: E2-seed1 (1 of 2 planned runs have no record; `vptbench run --resume` on the directory that ran them, then report again)" in markdown
+    shutil.move(second, tmp_path / "moved")  # reporting the copy again: the source's damage is in report.md, not news
+    code, _, err = cli("report", third)
+    assert code == 0 and "damaged record" not in err and "- Damaged record, left out" in (third / "report.md").read_text()
 
 
 def test_combining_keeps_a_good_run_over_a_failed_one_and_refuses_other_suites(tmp_path):

@@ -138,7 +138,7 @@ def run(
             sources = meta.get("sources", [])
             what = f"combines the reports of {', '.join(sources)}; resume one of those" if len(sources) > 1 else f"is a copy of {sources[0]}'s report; resume that"
             raise UsageError(f"--resume: '{resume}' {what}")
-        _print_damaged(meta, "is run again")
+        _print_damaged(meta, [resume], "; a planned run without its record runs again")
         plan = plan_from_run_dir(meta)
     else:
         plan = _plan_from_registry(ids, all_, suite, config, seeds, epochs, compile_model, model, dataset)
@@ -240,7 +240,10 @@ def _dry_run(plan, as_json: bool) -> None:
         reference = f"{row['ref_trainable_params']:,}" if row["ref_trainable_params"] is not None else "–"
         share = 100 * row["trainable_params"] / row["total_params"]
         table.add_row(row["experiment"], row["tuner"], f"{row['trainable_params']:,}", f"{row['total_params']:,}", f"{share:.4f} %", reference)
-    table_console().print(table)
+    seeds = plan.seeds if len(plan.seeds) <= 6 else [*plan.seeds[:3], "…", plan.seeds[-1]]
+    out = table_console()
+    out.print(table)
+    out.print(f"Each experiment would run with {_count(len(plan.seeds), 'seed')}: {', '.join(map(str, seeds))}", soft_wrap=True, highlight=False)
     for row in rows:
         if row["status"] != "ok":
             console.print(f"[red]{row['experiment']} failed[/]: {escape(row['error'])}", soft_wrap=True)
@@ -273,12 +276,14 @@ def _finish(result, suite_name: str, as_json: bool) -> None:
         raise typer.Exit(1)
 
 
-def _print_damaged(meta: dict, outcome: str) -> None:
-    """Records that could not be read, each with what becomes of its run."""
+def _print_damaged(meta: dict, run_dirs: list[Path], outcome: str) -> None:
+    """Records left out of the directories read now, and what happens next; those a copy's sources
+    had are in its report.md, not news."""
     from rich.markup import escape
 
     for damage in meta["damaged_records"]:
-        console.print(f"[yellow]damaged record[/]: {escape(damage)}; its run {outcome}", soft_wrap=True)
+        if any(Path(damage["path"]).is_relative_to(run_dir) for run_dir in run_dirs):
+            console.print(f"[yellow]damaged record[/]: {escape(damage['path'])} ({escape(damage['problem'])}): left out{outcome}", soft_wrap=True)
 
 
 def _print_dataset_notes(records: list[dict]) -> None:
@@ -330,7 +335,7 @@ def report(
         meta, records = combine_run_dirs(run_dirs)
         target = new_run_dir(output or RESULTS, f"{meta['suite']}-{'combined' if len(run_dirs) > 1 else 'report'}")
         copy_run_records(target, meta, records)
-    _print_damaged(meta, "is reported as not run")
+    _print_damaged(meta, run_dirs, "")
     with RunLock(target):  # never rewrite the reports of a run still writing them
         if meta.get("status") == "running":  # yet its lock was free: its process was killed or crashed
             meta = {**meta, "status": "interrupted"}

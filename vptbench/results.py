@@ -189,12 +189,25 @@ def load_run_dir(run_dir: Path) -> tuple[dict, list[dict]]:
     records, damaged = [], []
     for path in sorted((run_dir / RUNS_DIR).glob("*.json")):
         record, problem = _read_json(path)
-        if problem or (problem := _record_problem(record)):
-            damaged.append(f"{path} ({problem})")
+        if problem or (problem := _record_problem(record)) or (problem := _misplaced(record, path, meta)):
+            damaged.append({"path": str(path), "problem": problem})
         else:
             records.append(record)
     # a copy or combination keeps its sources' damaged records: their runs are missing from it too
     return {**meta, "damaged_records": [*meta.get("damaged_records", []), *damaged]}, in_plan_order(records, meta["plan"])
+
+
+def _misplaced(record: dict, path: Path, meta: dict) -> str:
+    """Why a valid record does not belong where it lies (copied over another, edited), or ""."""
+    key = run_key(record["experiment"], record["seed"])
+    if path.stem != key:
+        return f"it holds the record of {key}"
+    if key not in meta["plan"]:
+        return f"{key} is not in this run's plan"
+    planned = meta["config"].get("experiments", {}).get(record["experiment"], {}).get("tuner")
+    if planned and planned != record["tuner"]:
+        return f"it was made by tuner {record['tuner']}, but {record['experiment']} runs {planned}"
+    return ""
 
 
 def _read_json(path: Path) -> tuple[Any, str]:
@@ -260,6 +273,8 @@ def combine_run_dirs(run_dirs: list[Path]) -> tuple[dict, list[dict]]:
             found_in.setdefault(key, []).append(run_dir)
             if key not in by_key or _measured(record) >= _measured(by_key[key]):
                 by_key[key], source[key] = record, run_dir
+    position = {experiment_id: i for i, experiment_id in enumerate(experiments)}
+    plan.sort(key=lambda key: (position.get(key.rsplit("-seed", 1)[0], len(position)), int(key.rsplit("-seed", 1)[1])))  # by experiment, then seed
     overlaps = [  # runs found in several directories: which one is reported
         {"run": key, "reported": str(source[key]), "in": [str(d) for d in dirs]} for key, dirs in found_in.items() if len(dirs) > 1
     ]
@@ -355,7 +370,8 @@ def missing_runs(meta: dict, records: list[dict]) -> str:
     missing = [key for key in meta.get("plan", []) if key not in recorded]
     if not missing:
         return ""
-    return f"Not run: {', '.join(missing)} ({len(missing)} of {len(meta['plan'])} planned runs have no record; `vptbench run --resume` runs them)"
+    remedy = "`vptbench run --resume` on the directory that ran them, then report again" if meta.get("status") == "combined" else "`vptbench run --resume` runs them"
+    return f"Not run: {', '.join(missing)} ({len(missing)} of {len(meta['plan'])} planned runs have no record; {remedy})"
 
 
 def in_plan_order(records: list[dict], plan: list[str]) -> list[dict]:

@@ -123,7 +123,7 @@ def _provenance(meta: dict) -> list[str]:
     if sources := meta.get("sources"):
         lines.append(f"- {'Combines the runs of' if len(sources) > 1 else 'A copy of'} {', '.join(f'`{s}`' for s in sources)}")
         lines += [f"  - {o['run']} is in {len(o['in'])} of them; reported from `{o['reported']}`" for o in meta.get("overlapping_runs", [])]
-    lines += [f"- Damaged record, left out: `{damage}`" for damage in meta.get("damaged_records", [])]
+    lines += [f"- Damaged record, left out: `{damage['path']}` ({damage['problem']})" for damage in meta.get("damaged_records", [])]
     return lines
 
 
