@@ -265,7 +265,9 @@ def test_bench_times_each_strategy_and_keeps_the_others_when_one_fails(cli, tiny
 def test_dry_run_counts_parameters_without_data_or_a_run_directory(cli, tiny_config, tmp_path):
     code, out, err = cli("run", "--all", "--config", tiny_config, "--output", tmp_path / "out", "--dry-run", "--json")
     assert code == 0, err
-    rows = {row["experiment"]: row for row in json.loads(out)}
+    planned = json.loads(out)
+    assert (planned["suite"], planned["seeds"]) == ("s", [0])
+    rows = {row["experiment"]: row for row in planned["experiments"]}
     assert (rows["E1"]["trainable_params"], rows["E2"]["trainable_params"]) == (0, 32 * 3 + 3)  # projection 32 -> 3 classes
     assert rows["E1"]["total_params"] + 99 == rows["E2"]["total_params"]
     assert not (tmp_path / "out").exists()

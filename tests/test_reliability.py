@@ -34,9 +34,10 @@ def test_ctrl_c_keeps_finished_runs_and_resume_matches_an_uninterrupted_run(cli,
         return real_run_one(bench, plan, seed, observer)
 
     monkeypatch.setattr(suite_module, "run_one", interrupt_second_experiment)
-    code, _, err = cli("run", "--all", "--config", tiny_config, "--output", tmp_path / "broken", "--quiet", "--seeds", "0,1")
+    code, out, err = cli("run", "--all", "--config", tiny_config, "--output", tmp_path / "broken", "--quiet", "--seeds", "0,1")
     run_dir = _only_dir(tmp_path / "broken")
     assert code == 130 and f"interrupted (Ctrl-C): finished runs are kept in {run_dir}; finish with `vptbench run --resume {run_dir}`" in err
+    assert f"Suite 's' — {run_dir}" in out and "1 ok, 1 interrupted" in out  # the summary of what finished
     first = json.loads((run_dir / "run.json").read_text())
     assert first["status"] == "interrupted" and first["resumed"] == []
     partial = pd.read_csv(run_dir / "results.csv")
@@ -218,12 +219,14 @@ def test_sigterm_is_handled_as_ctrl_c_is(tmp_path, tiny_model_dir, image_folder)
 
 def test_a_report_names_the_planned_runs_that_have_no_record(cli, tiny_config, tmp_path):
     """After kill -9, or Ctrl-C before later experiments started, their runs are absent, not ok."""
-    assert cli("run", "--all", "--config", tiny_config, "--output", tmp_path, "--quiet")[0] == 0
+    assert cli("run", "--all", "--config", tiny_config, "--output", tmp_path, "--quiet", "--seeds", "0,1")[0] == 0
     run_dir = _only_dir(tmp_path)
-    (run_dir / "runs" / "E2-seed0.json").unlink()
-    code, _, err = cli("report", run_dir)
-    expected = "Not run: E2-seed0 (1 of 2 planned runs have no record; `vptbench run --resume` runs them)"
+    (run_dir / "runs" / "E2-seed1.json").unlink()
+    code, out, err = cli("report", run_dir)
+    expected = "Not run: E2-seed1 (1 of 4 planned runs have no record; `vptbench run --resume` runs them)"
     assert code == 0 and expected in err and expected in (run_dir / "report.md").read_text()
+    statuses = pd.read_csv(run_dir / "summary.csv").set_index("experiment")["status"]
+    assert statuses.to_dict() == {"E1": "ok", "E2": "1 ok, 1 not run"} and "1 ok, 1 not run" in out  # not "ok"
 
 
 def test_resume_reruns_failed_runs_and_keeps_good_ones(cli, tiny_config, tmp_path, monkeypatch):

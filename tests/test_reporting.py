@@ -35,6 +35,10 @@ def _record(experiment, seed, correct, total=100, status="ok", reference=None, e
     }  # fmt: skip
 
 
+def _plan(records):
+    return [f"{r['experiment']}-seed{r['seed']}" for r in records]
+
+
 def test_accuracy_interval_matches_the_normal_approximation_and_keeps_its_width_at_the_extremes():
     low, high = accuracy_interval(288, 320)  # the reference study's test size at 90 %
     half_width = 1.96 * math.sqrt(0.9 * 0.1 / 320)  # 0.0329: the "about ±2.5 to 3 points" readers must see
@@ -46,8 +50,8 @@ def test_accuracy_interval_matches_the_normal_approximation_and_keeps_its_width_
 
 def test_seeds_aggregate_to_mean_and_sample_std():
     frame = flat_frame([_record("E2", 0, 80), _record("E2", 1, 90), _record("E2", 2, 100), _record("E2", 3, 0, status="failed")])
-    row = summarize(frame).iloc[0]
-    assert (row["runs"], row["runs_ok"], row["status"]) == (4, 3, "3 ok, 1 failed")
+    row = summarize(frame, [f"E2-seed{seed}" for seed in range(5)]).iloc[0]  # seed 4 never ran
+    assert (row["runs"], row["runs_ok"], row["status"]) == (4, 3, "3 ok, 1 failed, 1 not run")
     assert row["test_accuracy_mean"] == pytest.approx(0.9)
     assert row["test_accuracy_std"] == pytest.approx(0.1)  # sqrt(((-.1)^2 + 0 + .1^2) / 2)
     assert row["peak_memory_mb_max"] == 52.0 and row["train_seconds_mean"] == pytest.approx(3.0)
@@ -57,7 +61,8 @@ def test_seeds_aggregate_to_mean_and_sample_std():
 
 def test_reference_difference_is_flagged_outside_the_interval():
     perfect = _record("E3", 0, 100, reference={"test_accuracy": 0.99})  # 100 of 100 is consistent with 99 %
-    summary = summarize(flat_frame([_record("E1", 0, 90, reference={"test_accuracy": 1.0}), _record("E2", 0, 90, reference={"test_accuracy": 0.91}), perfect]))
+    records = [_record("E1", 0, 90, reference={"test_accuracy": 1.0}), _record("E2", 0, 90, reference={"test_accuracy": 0.91}), perfect]
+    summary = summarize(flat_frame(records), _plan(records))
     assert list(summary["ref_outside_interval"]) == [True, False, False]
     assert summary["ref_difference"].tolist() == pytest.approx([-0.1, -0.01, 0.01])
     shown = display_rows(summary)
@@ -225,16 +230,16 @@ def test_the_terminal_summary_never_wraps_a_number_and_names_what_it_leaves_out(
 
     records = [{**_record("E2", 0, 90), "cached_features": True}, _record("E6-full-finetune", 0, 95)]
     console = Console(width=width, record=True, file=open("/dev/null", "w"))  # noqa: SIM115
-    table = summary_table(records, "Suite", width)
+    table = summary_table(records, _plan(records), "Suite", width)
     console.print(table)
     text = console.export_text()
     shown = [column.header for column in table.columns]
     assert shown[0] == "Experiment" and "Test acc" in shown
     assert all(len(line) <= width for line in text.splitlines())
-    for row in display_rows(summarize(flat_frame(records))):
+    for row in display_rows(summarize(flat_frame(records), _plan(records))):
         for column in shown:
             assert row[column] in text, (column, row[column])  # every shown cell whole, on one line
-    hidden = [column for column in display_rows(summarize(flat_frame(records)))[0] if column not in shown]
+    hidden = [column for column in display_rows(summarize(flat_frame(records), _plan(records)))[0] if column not in shown]
     flowing = " ".join(text.split())
     assert ("Left out at this width: " + ", ".join(hidden) + " (see report.md)" in flowing) == bool(hidden)
     assert ("† trains a head on frozen features" in flowing) == ("Train time" in shown)
@@ -243,7 +248,7 @@ def test_the_terminal_summary_never_wraps_a_number_and_names_what_it_leaves_out(
 
 def test_markdown_keeps_the_displayed_digits_and_marks_cached_rows(tmp_path):
     records = [{**_record("E2", 0, 90), "cached_features": True}]
-    meta = {"schema_version": 1, "suite": "s", "config": {"model_name": "m", "dataset_name": "d"}, "seeds": [0], "device": "cpu", "environment": {}, "status": "finished"}
+    meta = {"schema_version": 1, "suite": "s", "config": {"model_name": "m", "dataset_name": "d"}, "seeds": [0], "plan": ["E2-seed0"], "device": "cpu", "environment": {}, "status": "finished"}
     write_reports(tmp_path, meta, records)
     markdown = (tmp_path / "report.md").read_text()
     assert "|     0.900 |" in markdown and "2.0 s † |" in markdown and "† trains a head on frozen features" in markdown
@@ -252,7 +257,7 @@ def test_markdown_keeps_the_displayed_digits_and_marks_cached_rows(tmp_path):
 def test_a_diverged_experiment_still_shows_its_trainable_parameters(tmp_path):
     diverged = _record("E3", 0, 25, status="diverged")
     failed = {key: diverged[key] for key in ("experiment", "tuner", "status", "error", "params", "reference")} | {"experiment": "E4", "seed": 0, "status": "failed"}
-    shown = {row["Experiment"]: row for row in display_rows(summarize(flat_frame([diverged, failed])))}
+    shown = {row["Experiment"]: row for row in display_rows(summarize(flat_frame([diverged, failed]), ["E3-seed0", "E4-seed0"]))}
     assert shown["E3"]["Trainable"] == "30 (1.00 %)" and shown["E3"]["Test acc"] == "–"
     assert shown["E4"]["Trainable"] == "–"
     write_reports(tmp_path, _meta(), [diverged, failed])  # an experiment with no count at all: blank, not NaN
@@ -262,13 +267,13 @@ def test_a_diverged_experiment_still_shows_its_trainable_parameters(tmp_path):
 
 def test_a_strategy_that_trains_nothing_shows_no_train_time():
     zero_shot = {**_record("E1", 0, 70), "trainable_params": 0, "train_seconds": 0.0, "images_per_second": None, "epochs_to_converge": None}
-    (shown,) = display_rows(summarize(flat_frame([zero_shot])))
+    (shown,) = display_rows(summarize(flat_frame([zero_shot]), ["E1-seed0"]))
     assert (shown["Train time"], shown["Images/s"], shown["Epochs to conv."]) == ("–", "–", "–")
 
 
 @pytest.mark.parametrize(("device", "noted"), [("cuda (NVIDIA H200)", True), ("cpu", False)])
 def test_a_cuda_report_says_its_numbers_are_not_bit_reproducible(tmp_path, device, noted):
-    meta = {"schema_version": 1, "suite": "s", "config": {"model_name": "m", "dataset_name": "d"}, "seeds": [0], "device": device, "environment": {}, "status": "finished"}
+    meta = {"schema_version": 1, "suite": "s", "config": {"model_name": "m", "dataset_name": "d"}, "seeds": [0], "plan": ["E2-seed0"], "device": device, "environment": {}, "status": "finished"}
     write_reports(tmp_path, meta, [_record("E2", 0, 90)])
     assert ("not always bit-identical" in (tmp_path / "report.md").read_text()) is noted
 
@@ -276,7 +281,7 @@ def test_a_cuda_report_says_its_numbers_are_not_bit_reproducible(tmp_path, devic
 def test_each_experiment_states_how_it_was_trained(tmp_path):
     training = {"optimizer": "adam", "lr": 1e-3, "batch_size": 32, "epochs": 5, "precision": "auto", "compile": True}
     experiments = {"E1": {"training": training}, "E2": {"training": {**training, "compile": False}}}
-    meta = {"schema_version": 1, "suite": "s", "config": {"model_name": "m", "dataset_name": "d", "experiments": experiments}, "seeds": [0], "device": "cpu", "environment": {}, "status": "finished"}
+    meta = {"schema_version": 1, "suite": "s", "config": {"model_name": "m", "dataset_name": "d", "experiments": experiments}, "seeds": [0], "plan": ["E1-seed0", "E2-seed0"], "device": "cpu", "environment": {}, "status": "finished"}
     untrained = {**_record("E1", 0, 70, epochs=0), "trainable_params": 0, "precision": "fp32"}
     stopped_early = {**_record("E2", 0, 90, epochs=3), "precision": "bf16"}
     write_reports(tmp_path, meta, [untrained, stopped_early])

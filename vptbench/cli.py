@@ -121,6 +121,7 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
 ) -> None:
     """Train and evaluate experiments, then print a summary and write reports."""
+    from vptbench.errors import Interrupted
     from vptbench.harness.device import resolve_device
     from vptbench.harness.suite import plan_from_run_dir
     from vptbench.results import RunLock, folder_problem, load_run_dir
@@ -162,8 +163,12 @@ def run(
     if resume:
         RunLock(resume).check_free()
     runner = _make_executor(executor, address, device)
-    result = _execute(plan, device, resume or output, bool(resume), quiet, finished, retry_oom, feature_cache, runner)
-    _finish(result, plan.suite, as_json)
+    try:
+        result = _execute(plan, device, resume or output, bool(resume), quiet, finished, retry_oom, feature_cache, runner)
+    except Interrupted as stop:  # what finished before the stop, as a finished suite shows it
+        _print_summary(load_run_dir(stop.run_dir)[1], plan, stop.run_dir, as_json)
+        raise
+    _finish(result, plan, as_json)
 
 
 def _count(n: int, noun: str) -> str:
@@ -226,8 +231,8 @@ def _dry_run(plan, as_json: bool) -> None:
     suite_name = plan.suite
     rows = dry_run(plan)
     failed = any(row["status"] != "ok" for row in rows)
-    if as_json:
-        typer.echo(json.dumps(rows, indent=2))
+    if as_json:  # an object, as every other --json prints
+        typer.echo(json.dumps({"suite": suite_name, "seeds": plan.seeds, "experiments": rows}, indent=2))
         if failed:
             raise typer.Exit(1)
         return
@@ -251,17 +256,23 @@ def _dry_run(plan, as_json: bool) -> None:
         raise typer.Exit(1)
 
 
-def _finish(result, suite_name: str, as_json: bool) -> None:
-    from rich.markup import escape
-
+def _print_summary(records: list[dict], plan, run_dir: Path, as_json: bool) -> None:
+    """The runs' table (on stderr when stdout carries JSON), and with --json their JSON summary."""
     from vptbench.reporting.console import summary_table
-    from vptbench.reporting.markdown import untrained_note
 
     out = table_console(stderr=as_json)
-    out.print(summary_table(result.records, f"Suite '{suite_name}' — {result.run_dir}", out.width))
+    out.print(summary_table(records, plan.keys(), f"Suite '{plan.suite}' — {run_dir}", out.width))
     if as_json:
         keep = ("experiment", "tuner", "seed", "status", "error", "trainable_params", "val_accuracy", "test_accuracy", "test_macro_f1", "epochs_to_converge", "train_seconds")
-        typer.echo(json.dumps({"run_dir": str(result.run_dir), "runs": [{k: r.get(k) for k in keep} for r in result.records]}, indent=2))
+        typer.echo(json.dumps({"run_dir": str(run_dir), "runs": [{k: r.get(k) for k in keep} for r in records]}, indent=2))
+
+
+def _finish(result, plan, as_json: bool) -> None:
+    from rich.markup import escape
+
+    from vptbench.reporting.markdown import untrained_note
+
+    _print_summary(result.records, plan, result.run_dir, as_json)
     failures = result.failures
     for record in result.records:
         if record["status"] != "ok":
@@ -341,7 +352,7 @@ def report(
             meta = {**meta, "status": "interrupted"}
         written = write_reports(target, meta, records, (fmt,) if fmt else FORMATS)
     out = table_console()
-    out.print(summary_table(records, f"Suite '{meta['suite']}' — {target}", out.width))
+    out.print(summary_table(records, meta["plan"], f"Suite '{meta['suite']}' — {target}", out.width))
     _print_dataset_notes(records)
     if missing := missing_runs(meta, records):
         console.print(f"[yellow]{escape(missing)}[/]", soft_wrap=True)

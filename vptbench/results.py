@@ -160,6 +160,12 @@ def run_key(experiment_id: str, seed: int) -> str:
     return f"{experiment_id}-seed{seed}"
 
 
+def split_run_key(key: str) -> tuple[str, int]:
+    """The (experiment, seed) that `run_key` made `key` of."""
+    experiment, seed = key.rsplit("-seed", 1)
+    return experiment, int(seed)
+
+
 def save_run_record(run_dir: Path, record: dict) -> None:
     """The full record as JSON and its per-epoch history as CSV."""
     key = run_key(record["experiment"], record["seed"])
@@ -274,7 +280,12 @@ def combine_run_dirs(run_dirs: list[Path]) -> tuple[dict, list[dict]]:
             if key not in by_key or _measured(record) >= _measured(by_key[key]):
                 by_key[key], source[key] = record, run_dir
     position = {experiment_id: i for i, experiment_id in enumerate(experiments)}
-    plan.sort(key=lambda key: (position.get(key.rsplit("-seed", 1)[0], len(position)), int(key.rsplit("-seed", 1)[1])))  # by experiment, then seed
+
+    def by_experiment_then_seed(key: str) -> tuple[int, int]:
+        experiment, seed = split_run_key(key)
+        return position.get(experiment, len(position)), seed
+
+    plan.sort(key=by_experiment_then_seed)
     overlaps = [  # runs found in several directories: which one is reported
         {"run": key, "reported": str(source[key]), "in": [str(d) for d in dirs]} for key, dirs in found_in.items() if len(dirs) > 1
     ]

@@ -28,7 +28,7 @@ def write_reports(run_dir: Path, meta: dict, records: list[dict], formats: tuple
     written = []
     if "csv" in formats:
         write_atomic(run_dir / RESULTS_CSV, csv_text(frame))
-        write_atomic(run_dir / SUMMARY_CSV, csv_text(summarize(frame)))
+        write_atomic(run_dir / SUMMARY_CSV, csv_text(summarize(frame, meta["plan"])))
         written += [run_dir / RESULTS_CSV, run_dir / SUMMARY_CSV]
     if "md" in formats:
         plots = write_plots(run_dir, records)

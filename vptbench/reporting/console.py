@@ -30,10 +30,10 @@ THROUGHPUT_COLUMNS = ("Experiment", "Tuner", "Mode", "Trainable", "Step", "Image
 THROUGHPUT_PRIORITY = ["Experiment", "Images/s", "Status", "Step", "MFU", "Peak mem", "Tuner", "Trainable", "Mode", "TFLOP/s", "GFLOPs/img"]
 
 
-def summary_table(records: list[dict], title: str, width: int) -> Table:
+def summary_table(records: list[dict], plan: list[str], title: str, width: int) -> Table:
     """The run summary in `width` columns: no cell is ever wrapped, so the least important
     columns are left out (and named) when the terminal is too narrow for all of them."""
-    rows = display_rows(summarize(flat_frame(records)))
+    rows = display_rows(summarize(flat_frame(records), plan))
     table, columns = _fitted(rows, title, width, PRIORITY, "see report.md")
     return _noted(table, [CACHED_NOTE] if shows_cached(rows) and "Train time" in columns else [])
 

@@ -37,7 +37,7 @@ def markdown_report(meta: dict, records: list[dict], frame: pd.DataFrame, plots:
         "## Summary",
         "",
     ]
-    rows = display_rows(summarize(frame))
+    rows = display_rows(summarize(frame, meta["plan"]))
     if rows:  # the displayed strings as they are ("0.960", not a re-parsed 0.96), numbers right-aligned
         align = ["right" if column in NUMERIC else "left" for column in rows[0]]
         lines += [pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True, colalign=align), ""]

@@ -72,6 +72,7 @@ class Report(Open):
     suite: str
     config: dict[str, Any]
     seeds: list[int]
+    plan: list[str]  # every (experiment, seed) the run set out to do, as "E2-seed0"
     device: str
     environment: dict[str, Any]
     status: str

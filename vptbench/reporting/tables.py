@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pandas as pd
+
+from vptbench.results import split_run_key
 
 # Stable, documented column names of results.csv (one row per experiment x seed).
 COLUMNS = [
@@ -72,12 +76,14 @@ def accuracy_interval(correct: int, total: int, level: float = 0.95) -> tuple[fl
     return float(interval.low), float(interval.high)
 
 
-def summarize(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per experiment: mean and std over its successful seeds, a 95 % interval, references.
+def summarize(frame: pd.DataFrame, plan: list[str]) -> pd.DataFrame:
+    """One row per experiment: mean and std over its successful seeds, a 95 % interval, references;
+    its status also counts the seeds of the run's `plan` that have no record ("2 ok, 1 not run").
 
     Every seed is tested on the same test split, so the interval reflects that split's size: it is
     the interval of the mean accuracy over one split, never over n x seeds images.
     """
+    planned = Counter(split_run_key(key)[0] for key in plan)
     rows = []
     for experiment, group in frame.groupby("experiment", sort=False):
         ok = group[group["status"] == "ok"]
@@ -92,7 +98,7 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
                 "tuner": group["tuner"].iloc[0],
                 "runs": len(group),
                 "runs_ok": len(ok),
-                "status": _status(group["status"]),
+                "status": _status(group["status"], planned[experiment] - len(group)),
                 "trainable_params": _first(counted, "trainable_params"),  # known for diverged runs too
                 "trainable_percent": _first(counted, "trainable_percent"),
                 "val_accuracy_mean": ok["val_accuracy"].mean(),
@@ -116,11 +122,11 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
-def _status(statuses: pd.Series) -> str:
+def _status(statuses: pd.Series, not_run: int) -> str:
     counts = statuses.value_counts()
-    if list(counts.index) == ["ok"]:
+    if list(counts.index) == ["ok"] and not_run <= 0:
         return "ok"
-    return ", ".join(f"{n} {status}" for status, n in counts.items())
+    return ", ".join([*(f"{n} {status}" for status, n in counts.items()), *([f"{not_run} not run"] if not_run > 0 else [])])
 
 
 def _first(frame: pd.DataFrame, column: str):
