@@ -101,10 +101,15 @@ def test_report_names_a_missing_folder_a_file_and_a_copy_inside_its_own_run(cli,
     (run_dir,) = (tmp_path / "runs").iterdir()
     code, _, err = cli("report", run_dir, "--output", tmp_path / "file")  # as `run --output` says it
     assert code == 2 and f"--output: cannot write results to '{tmp_path}/file': '{tmp_path}/file' is a file" in " ".join(err.split())
-    for inside in (run_dir, run_dir / "copies"):
-        code, _, err = cli("report", run_dir, "--output", inside)
-        assert code == 2 and f"--output: '{inside}' is inside the run directory '{run_dir}'" in " ".join(err.split())
+    code, _, err = cli("report", run_dir, "--output", run_dir / "copies")
+    assert code == 2 and f"--output: '{run_dir}/copies' is inside the run directory '{run_dir}'" in " ".join(err.split())
     assert sorted(p.name for p in run_dir.iterdir() if p.is_dir()) == ["history", "runs"]
+    code, _, err = cli("report", run_dir, "--output", run_dir)  # the run directory itself: rewritten in place
+    assert code == 0 and f"wrote 6 files in {run_dir}: " in " ".join(err.split())
+    assert sorted(p.name for p in run_dir.iterdir() if p.is_dir()) == ["history", "runs"]
+    code, _, err = cli("report", tmp_path / "runs")  # the folder of runs, not one of them
+    expected = f"error: '{tmp_path}/runs' is not a vptbench run directory (no run.json); it holds run directories: name one, such as its latest '{run_dir}'"
+    assert code == 2 and " ".join(err.split()) == expected
 
 
 def test_a_live_lock_refuses_a_second_writer_and_a_stale_one_is_taken_over(cli, tiny_config, tmp_path):

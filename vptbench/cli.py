@@ -314,7 +314,7 @@ def report(
     fmt: Annotated[str | None, typer.Option("--format", "-f", help="md, csv or json: write only that format (default: all).", show_default=False)] = None,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Where runs live: to find the latest, and where a combined report (or one run's, when given) goes.", show_default="results"),
+        typer.Option("--output", "-o", help="Where runs live: to find the latest, and where a combined report (or a copy of one run's report) goes; a run's own folder, or the one it sits in, rewrites it in place.", show_default="results"),
     ] = None,
 ) -> None:
     """Regenerate reports from saved results, without retraining."""
@@ -335,7 +335,7 @@ def report(
     if fmt is not None and fmt not in FORMATS:
         raise UsageError(f"--format: '{fmt}' is not one of {', '.join(FORMATS)}")
     run_dirs = run_dirs or [latest_run_dir(output or RESULTS)]
-    if len(run_dirs) == 1 and (output is None or output.resolve() == run_dirs[0].resolve().parent):
+    if len(run_dirs) == 1 and (output is None or output.resolve() in (run_dirs[0].resolve(), run_dirs[0].resolve().parent)):
         target = run_dirs[0]  # rewritten in place
         meta, records = load_run_dir(target)
     else:

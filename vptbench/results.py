@@ -183,7 +183,9 @@ def load_run_dir(run_dir: Path) -> tuple[dict, list[dict]]:
         raise UsageError(f"run directory '{run_dir}' {folder_missing(run_dir)}")
     meta_path = run_dir / RUN_FILE
     if not meta_path.is_file():
-        raise UsageError(f"'{run_dir}' is not a vptbench run directory (no {RUN_FILE})")
+        runs = [p.parent for p in run_dir.glob(f"*/{RUN_FILE}")]  # a folder of runs, such as results/
+        hint = f"; it holds run directories: name one, such as its latest '{_latest(runs)}'" if runs else ""
+        raise UsageError(f"'{run_dir}' is not a vptbench run directory (no {RUN_FILE}){hint}")
     meta, problem = _read_json(meta_path)
     if problem:
         raise UsageError(f"'{run_dir}': cannot read {RUN_FILE}: {problem}")
@@ -397,7 +399,11 @@ def latest_run_dir(output: Path) -> Path:
     candidates = [p.parent for p in output.glob(f"*/{RUN_FILE}")]
     if not candidates:
         raise UsageError(f"no runs found under '{output}'; run `vptbench run --all` first or name a run directory")
-    return max(candidates, key=lambda p: (p / RUN_FILE).stat().st_mtime)
+    return _latest(candidates)
+
+
+def _latest(run_dirs: list[Path]) -> Path:
+    return max(run_dirs, key=lambda p: (p / RUN_FILE).stat().st_mtime)
 
 
 def environment() -> dict:
