@@ -289,6 +289,9 @@ def test_each_experiment_states_how_it_was_trained(tmp_path):
     lines = [line for line in markdown.splitlines() if line.startswith("Training:")]
     assert lines == ["Training: none, nothing is trainable; evaluated in fp32, compiled", "Training: adam lr 0.001, batch 32, 5 epochs (ran 3), bf16, eager"]
     assert "- Seeds 0; model `m`" in markdown
+    one_epoch = {"experiments": {**experiments, "E2": {"training": {**training, "epochs": 1}}}}
+    write_reports(tmp_path, {**meta, "config": {**meta["config"], **one_epoch}}, [untrained, {**stopped_early, "epochs_run": 1}])
+    assert "Training: adam lr 0.001, batch 32, 1 epoch, bf16, compiled" in (tmp_path / "report.md").read_text()  # not "1 epochs"
     write_reports(tmp_path, {**meta, "seeds": [0, 1]}, [untrained, {**stopped_early, "seed": 1}])
     assert "- Seeds E1: 0; E2: 1; model `m`" in (tmp_path / "report.md").read_text()  # not "Seeds 0, 1" for both
 

@@ -104,7 +104,7 @@ def _training_line(training: dict, record: dict) -> str:
     if record.get("trainable_params") == 0:
         return f"Training: none, nothing is trainable; evaluated in {how}"
     ran = f" (ran {record['epochs_run']})" if record.get("epochs_run") not in (None, training["epochs"]) else ""
-    return f"Training: {training['optimizer']} lr {training['lr']:g}, batch {training['batch_size']}, {training['epochs']} epochs{ran}, {how}"
+    return f"Training: {training['optimizer']} lr {training['lr']:g}, batch {training['batch_size']}, {training['epochs']} epoch{'' if training['epochs'] == 1 else 's'}{ran}, {how}"
 
 
 def _seeds(meta: dict, records: list[dict]) -> str:
