@@ -29,9 +29,12 @@ from vptbench.data import ImageData, ImageSplit, make_splits
 from vptbench.data.sources import LazyImages
 from vptbench.data.store import preprocess
 from vptbench.harness.features import FeatureStore
-from vptbench.harness.runner import QuietObserver, count_parameters, run_one
+from vptbench.harness.counting import count_parameters
+from vptbench.harness.observer import QuietObserver
+from vptbench.harness.planning import plan_experiments, suite_plan
+from vptbench.harness.runner import run_one
+from vptbench.harness.workbench import prepare
 from vptbench.harness.seeding import seed_everything
-from vptbench.harness.suite import plan_experiments, prepare, suite_plan
 from vptbench.registry import load_registry
 from vptbench.registry.load import PACKAGED_CONFIG
 

@@ -42,6 +42,7 @@ def _run(cli, tmp_path, text, *extra):
     return code, out, err
 
 
+@pytest.mark.slow  # over 1 s at one thread: end to end runs
 def test_hub_dataset_code_path_runs_on_a_local_copy(cli, tmp_path, tiny_model_dir):
     dataset = _hub_like_dataset(tmp_path / "repo")
     code, _, err = _run(cli, tmp_path, _hub_toml(tiny_model_dir, dataset))
@@ -172,6 +173,7 @@ def test_runs_that_do_not_train_need_no_class_in_train_or_validation(cli, tmp_pa
     assert json.loads(record.read_text())["split_sizes"] == {"train": 5, "val": 2, "test": 9}
 
 
+@pytest.mark.slow  # over 1 s at one thread: end to end runs
 def test_a_test_split_without_a_class_is_said_on_the_terminal_as_in_the_report(cli, tmp_path, tiny_model_dir):
     from vptbench.testing import make_image_folder
 
@@ -355,6 +357,9 @@ def test_a_small_but_real_tokenizer_is_accepted(tmp_path):
     letters = [c for c in "abcdefghijklmnopqrstuvwxyz"]
     vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1} | {token: i + 2 for i, token in enumerate(letters + [c + "</w>" for c in letters])}
     CLIPTokenizer(vocab=vocab, merges=[]).save_pretrained(model)
+    config = json.loads((model / "config.json").read_text())  # its special tokens, as the model's must be
+    config["text_config"].update(bos_token_id=0, eos_token_id=1, pad_token_id=1)
+    (model / "config.json").write_text(json.dumps(config))
     loaded = load_model("small", ModelSpec(source="local", path=str(model)))
     assert len(loaded.tokenizer) == 54
 
@@ -375,6 +380,7 @@ def test_unwritable_results_path_is_a_file(cli, tmp_path, tiny_config):
         assert code == 2 and err.strip() == f"error: --output: cannot write results to '{output}': '{blocker}' is a file"  # before any loading
 
 
+@pytest.mark.slow  # over 1 s at one thread: end to end runs
 def test_cuda_out_of_memory_is_a_status_and_can_retry_with_accumulation(cli, tiny_config, tmp_path, monkeypatch):
     import vptbench.harness.trainer as trainer
 
@@ -425,6 +431,7 @@ def test_out_of_memory_while_encoding_features_names_the_batch_to_lower(cli, tin
     assert run["error"] == "CUDA out of memory while encoding features in batches of 256; lower eval_batch_size"
 
 
+@pytest.mark.slow  # over 1 s at one thread: end to end runs
 def test_retries_stop_at_one_image_per_micro_batch(cli, tiny_config, tmp_path, monkeypatch):
     import vptbench.harness.trainer as trainer
 
@@ -528,6 +535,7 @@ def test_report_and_resume_refuse_a_folder_that_is_not_a_run(cli, tmp_path):
         assert code == 2 and "is not a valid vptbench run directory" in err and "Traceback" not in out + err
 
 
+@pytest.mark.slow  # over 1 s at one thread: end to end runs
 def test_a_damaged_record_counts_as_not_run_and_resume_reruns_it(cli, tiny_config, tmp_path):
     """One file cut short, edited by hand or copied over another must not hide the others' results."""
     assert cli("run", "--all", "--config", tiny_config, "--output", tmp_path, "--seeds", "0-1", "--quiet")[0] == 0
@@ -572,6 +580,7 @@ def test_a_run_whose_process_was_killed_is_reported_as_interrupted(cli, tiny_con
     assert "status **interrupted**" in (run_dir / "report.md").read_text()
 
 
+@pytest.mark.slow  # over 1 s at one thread: end to end runs
 def test_runs_with_different_settings_are_not_combined(cli, tiny_config, tmp_path):
     for seed, epochs in (("0", "3"), ("1", "2")):
         args = ("run", "E2", "--config", tiny_config, "--output", tmp_path / "runs", "--seeds", seed, "--epochs", epochs, "--quiet")
@@ -582,6 +591,7 @@ def test_runs_with_different_settings_are_not_combined(cli, tiny_config, tmp_pat
     assert not (tmp_path / "combined").exists()
 
 
+@pytest.mark.slow  # over 1 s at one thread: end to end runs
 def test_feature_cache_must_be_a_folder_and_damaged_entries_are_recomputed(cli, tiny_config, tmp_path):
     blocker = tmp_path / "cache"
     blocker.write_text("a file")
@@ -625,7 +635,7 @@ def test_an_unwritable_run_directory_is_one_line_and_keeps_its_files(cli, tiny_c
     monkeypatch.setattr(tempfile, "mkstemp", read_only)
     code, out, err = cli("report", run_dir)
     assert code == 2 and "Traceback" not in out + err and f"cannot write '{run_dir / 'results.csv'}': Read-only file system" in err
-    monkeypatch.setattr("vptbench.results.RunLock._acquire", read_only)
+    monkeypatch.setattr("vptbench.results.lock.RunLock._acquire", read_only)
     code, out, err = cli("run", "--resume", run_dir, "--quiet")
     assert code == 2 and "Traceback" not in out + err and f"cannot lock '{run_dir}': Read-only file system" in err
     assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == before
@@ -667,7 +677,7 @@ def test_an_image_folder_with_one_class_says_what_is_missing(cli, tmp_path, tiny
 
 
 def test_result_files_follow_the_umask(cli, tiny_config, tmp_path, monkeypatch):
-    import vptbench.results as results
+    import vptbench.results.io as results
 
     current = os.umask(0o022)
     os.umask(current)

@@ -45,6 +45,7 @@ def test_run_all_writes_reports_that_parse_back(cli, tiny_config, tmp_path):
     assert "all 2 runs ok" in err
 
 
+@pytest.mark.slow  # over 1 s at one thread: end to end runs
 def test_report_regenerates_without_retraining(cli, tiny_config, tmp_path, monkeypatch):
     results = tmp_path / "results"
     assert cli("run", "E2", "--config", tiny_config, "--output", results, "--quiet")[0] == 0
@@ -84,6 +85,7 @@ def test_seeds_epochs_and_json_summary(cli, tiny_config, tmp_path):
     assert all(pd.read_csv(p)["epoch"].tolist() == [1, 2] for p in histories)
 
 
+@pytest.mark.slow  # over 1 s at one thread: end to end runs
 def test_a_log_gets_a_line_per_run_and_per_stretch_of_epochs(cli, tiny_config, tmp_path, monkeypatch):
     """Off a terminal (a CI job, `2>run.log`) Rich bars would show nothing until the end."""
     monkeypatch.setattr("vptbench.progress.LOG_EVERY_SECONDS", 0.0)  # every epoch gets its line
@@ -206,12 +208,14 @@ def test_run_needs_ids_or_all(cli, tiny_config):
     assert code == 2 and "--all" in err
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_help_imports_no_torch():
     code = "import sys\nfrom vptbench.cli import app\ntry:\n    app(['--help'])\nexcept SystemExit:\n    pass\nprint('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip().splitlines()[-1] == "False"
 
 
+@pytest.mark.slow  # the CLI in a subprocess
 @pytest.mark.parametrize(("bars", "shown"), [(None, False), ("0", True)])
 def test_library_progress_bars_give_way_to_ours(tiny_config, tmp_path, bars, shown):
     """`datasets` is quieted through its environment (it is imported only for Hub and folder data);
@@ -234,7 +238,7 @@ def test_bench_times_each_strategy_and_keeps_the_others_when_one_fails(cli, tiny
     assert code == 0, err
     rows = json.loads(out)["rows"]
     assert [(r["experiment"], r["mode"], r["precision"]) for r in rows] == [("E1", "forward", "fp32"), ("E2", "forward", "fp32")]
-    assert [line.split(" ", 1)[1].split(":")[0] for line in err.splitlines()] == ["[1/2] E1 (zero-shot)", "[2/2] E2 (linear-probe)"]
+    assert [line.split(" ", 1)[1].split(":")[0] for line in err.splitlines()] == ["loading tiny to time 2 strategies of suite 's'", "[1/2] E1 (zero-shot)", "[2/2] E2 (linear-probe)"]
     assert rows[0]["gflops_per_image"] == rows[1]["gflops_per_image"] > 0  # the same frozen forward, counted twice
     for r in rows:
         assert r["achieved_tflops"] == pytest.approx(r["gflops_per_image"] * r["images_per_second"] / 1e3)
@@ -282,6 +286,7 @@ def test_bench_in_fp16_on_a_cpu_says_what_the_figures_are_worth(cli, tiny_config
     assert "note:" not in cli(*args, "--precision", "fp32")[2]
 
 
+@pytest.mark.slow  # over 1 s: benches every strategy
 def test_bench_defaults_work_in_a_users_own_registry(cli, tiny_config):
     """No `paper` suite, no declared random ViT-B/16: the default suite's strategies at ViT-B/16 geometry."""
     code, out, err = cli("bench", "E2", "--config", tiny_config, "--device", "cpu", "--batch-size", "1", "--steps", "1", "--warmup", "0", "--json")
@@ -306,6 +311,7 @@ def test_version(cli):
     assert code == 0 and out.strip() == f"vptbench {version('vptbench')}"
 
 
+@pytest.mark.slow  # torch.compile
 def test_compile_flags_override_every_experiment_and_reach_its_record(cli, tiny_config, tiny_model_dir, image_folder, tmp_path):
     code, _, err = cli("run", "E1", "E2", "--config", tiny_config, "--output", tmp_path, "--epochs", "1", "--compile", "--quiet")
     assert code == 0, err
@@ -326,7 +332,7 @@ def test_compile_flags_override_every_experiment_and_reach_its_record(cli, tiny_
 def test_cuda_determinism_warnings_are_left_to_the_report_and_others_still_shown():
     import warnings
 
-    from vptbench.cli import _quiet_libraries
+    from vptbench.cli.libraries import quiet_libraries as _quiet_libraries
 
     torch_wordings = [
         "cuDNN Attention defaults to a non-deterministic algorithm. To explicitly enable determinism call torch.use_deterministic_algorithms(True, warn_only=False).",

@@ -65,6 +65,7 @@ def test_shipped_config_matches_tokenizer():
     assert config["pad_token_id"] == tokenizer.pad_token_id
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_shipped_model_loads_offline_and_zero_shot_beats_chance():
     # a fresh interpreter, so HF_HUB_OFFLINE is in force before huggingface_hub is imported
     script = (
@@ -100,6 +101,7 @@ def _short_run(seed: int, batch: int, steps: int) -> tuple[list[float], dict]:
     return losses, model.state_dict()
 
 
+@pytest.mark.slow  # pretrains 250 steps
 def test_short_pretraining_escapes_collapse(one_thread):
     # a collapsed run (as at lr 2e-3 with a short warm-up) sits at ln(batch); a healthy one leaves that
     # plateau after ~100 steps (lr 1e-3) and ends near 2.3-2.45 here
@@ -108,6 +110,7 @@ def test_short_pretraining_escapes_collapse(one_thread):
     assert np.mean(losses[-25:]) < math.log(batch) - 0.7
 
 
+@pytest.mark.slow  # pretrains, twice
 def test_pretraining_is_deterministic(one_thread):
     (losses_a, state_a), (losses_b, state_b) = _short_run(1, 16, 5), _short_run(1, 16, 5)
     assert losses_a == losses_b

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from vptbench.registry.load import PACKAGED_CONFIG
+
+pytestmark = pytest.mark.slow  # the whole demo suite, six strategies
 
 
 def test_every_trained_strategy_beats_zero_shot_on_the_demo(cli, tmp_path):

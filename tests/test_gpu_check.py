@@ -15,12 +15,16 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # subprocesses, the demo suite compiled: minutes
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
 
 
 def _check(out: Path, *args: str) -> str:
-    command = [sys.executable, str(SCRIPT), "--out", str(out), "--smoke", "--budget", "400", *args]
-    result = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, HF_HUB_OFFLINE="1"), timeout=500)
+    # no --budget: a smoke check then has no deadline, so a slow or busy machine cannot stop a step
+    # and change the verdict; the timeout only ends a hung check
+    command = [sys.executable, str(SCRIPT), "--out", str(out), "--smoke", *args]
+    result = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, HF_HUB_OFFLINE="1"), timeout=3600)
     assert result.returncode == 0, result.stderr[-2000:]
     return (out / "gpu_check.md").read_text()
 
@@ -87,7 +91,7 @@ def test_ctrl_c_on_the_check_keeps_what_ran_and_its_wall_time(smoke, tmp_path):
     out = tmp_path / "out"
     command = [sys.executable, str(SCRIPT), "--out", str(out), "--smoke", "--steps", "suite", "--suite-dir", str(suite)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ, HF_HUB_OFFLINE="1"), start_new_session=True)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 600  # only ends a hung check: a busy machine may take long to start it
     while "$ vptbench run --resume" not in ((out / "gpu_check.log").read_text() if (out / "gpu_check.log").exists() else ""):
         assert time.monotonic() < deadline and process.poll() is None
         time.sleep(0.2)

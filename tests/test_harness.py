@@ -10,7 +10,10 @@ import torch
 from torch import Tensor, nn
 
 from vptbench.data import ImageData, ImageSplit, make_splits
-from vptbench.harness.runner import PlannedExperiment, QuietObserver, Workbench, run_one
+from vptbench.harness.observer import QuietObserver
+from vptbench.harness.planning import PlannedExperiment
+from vptbench.harness.runner import run_one
+from vptbench.harness.workbench import Workbench
 from vptbench.harness.trainer import Batches, EpochRecord, Precision, epochs_to_converge, fit
 from vptbench.plugins import load_tuner
 from vptbench.protocol import Task
@@ -275,8 +278,8 @@ def test_a_diverged_run_counts_the_epoch_that_diverged_as_run():
 
     plan = _plan("linear-probe", epochs=5, tuner=ExplodingInEpoch3)
     record = run_one(_bench(), plan, 0, QuietObserver())
-    assert record["status"] == "diverged" and record["error"] == "non-finite training loss at epoch 3"
-    assert record["epochs_run"] == 3 and len(record["history"]) == 2
+    assert record.status == "diverged" and record.error == "non-finite training loss at epoch 3"
+    assert record.epochs_run == 3 and len(record.history) == 2
 
 
 def _bench(data=None):
@@ -297,25 +300,25 @@ def test_same_config_and_seed_give_identical_records():
     for name in ("linear-probe", "vpt-deep"):
         first, second = (run_one(bench, _plan(name, num_tokens=2) if name == "vpt-deep" else _plan(name), 0, QuietObserver()) for _ in range(2))
         keys = ("test_accuracy", "val_accuracy", "train_accuracy", "confusion_matrix", "best_epoch")
-        assert {k: first[k] for k in keys} == {k: second[k] for k in keys}
-        assert [(h["train_loss"], h["val_loss"]) for h in first["history"]] == [(h["train_loss"], h["val_loss"]) for h in second["history"]]
+        assert {k: getattr(first, k) for k in keys} == {k: getattr(second, k) for k in keys}
+        assert [(h.train_loss, h.val_loss) for h in first.history] == [(h.train_loss, h.val_loss) for h in second.history]
 
 
 def test_run_record_measures_what_it_claims():
     record = run_one(_bench(), _plan("linear-probe", epochs=4), 0, QuietObserver())
-    assert record["status"] == "ok" and record["cached_features"] is True
-    assert record["trainable_params"] == 32 * 3 + 3 and record["total_params"] > record["trainable_params"]
-    assert record["split_sizes"] == {"train": 48, "val": 12, "test": 30}
-    assert record["epochs_run"] == 4 and len(record["history"]) == 4
-    assert sum(row["support"] for row in record["per_class"]) == 30
-    assert sum(map(sum, record["confusion_matrix"])) == 30
-    steady = [row["train_seconds"] for row in record["history"][1:]]  # the first epoch pays for warm-up
-    assert record["images_per_second"] == pytest.approx(48 * 3 / sum(steady))
+    assert record.status == "ok" and record.cached_features is True
+    assert record.trainable_params == 32 * 3 + 3 and record.total_params > record.trainable_params
+    assert record.split_sizes.model_dump() == {"train": 48, "val": 12, "test": 30}
+    assert record.epochs_run == 4 and len(record.history) == 4
+    assert sum(row.support for row in record.per_class) == 30
+    assert sum(map(sum, record.confusion_matrix)) == 30
+    steady = [row.train_seconds for row in record.history[1:]]  # the first epoch pays for warm-up
+    assert record.images_per_second == pytest.approx(48 * 3 / sum(steady))
     one_epoch = run_one(_bench(), _plan("linear-probe", epochs=1), 0, QuietObserver())
-    assert one_epoch["epochs_run"] == 1 and one_epoch["images_per_second"] is None  # its one epoch is mostly warm-up
+    assert one_epoch.epochs_run == 1 and one_epoch.images_per_second is None  # its one epoch is mostly warm-up
     zero_shot = run_one(_bench(), _plan("zero-shot"), 0, QuietObserver())
-    assert zero_shot["epochs_run"] == 0 and zero_shot["trainable_params"] == 0 and zero_shot["history"] == []
-    assert zero_shot["epochs_to_converge"] is None and zero_shot["seconds_to_converge"] is None and zero_shot["images_per_second"] is None
+    assert zero_shot.epochs_run == 0 and zero_shot.trainable_params == 0 and zero_shot.history == []
+    assert zero_shot.epochs_to_converge is None and zero_shot.seconds_to_converge is None and zero_shot.images_per_second is None
 
 
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="peak RSS resets need Linux")
@@ -336,9 +339,10 @@ def test_each_run_reports_its_own_peak_memory_on_cpu():
     reset_peak_memory(cpu)
     assert peak_memory(cpu)[0] < with_ballast - 200
     record = run_one(bench, _plan("linear-probe", epochs=2), 0, QuietObserver())
-    assert record["memory_kind"] == "peak-rss-since-reset" and 0 < record["peak_memory_mb"] < with_ballast - 200
+    assert record.memory_kind == "peak-rss-since-reset" and 0 < record.peak_memory_mb < with_ballast - 200
 
 
+@pytest.mark.slow  # over 1 s at one thread: end to end runs
 def test_frozen_features_are_computed_once_and_shared(cli, tiny_config, tmp_path):
     import json
 
@@ -398,8 +402,8 @@ def test_a_feature_tuner_that_changes_its_frozen_clip_gets_its_own_features():
     shared = run_one(bench, _plan("linear-probe"), 1, QuietObserver())
     shallower = run_one(bench, _plan("linear-probe", tuner=ShallowerProbe), 0, QuietObserver())
     alone = run_one(_bench(), _plan("linear-probe", tuner=ShallowerProbe), 0, QuietObserver())
-    assert (first["features_from"], shared["features_from"], shallower["features_from"]) == ("computed", "memory", "computed")
-    assert shallower["test_loss"] == alone["test_loss"] != first["test_loss"]
+    assert (first.features_from, shared.features_from, shallower.features_from) == ("computed", "memory", "computed")
+    assert shallower.test_loss == alone.test_loss != first.test_loss
 
 
 def test_a_feature_tuner_that_encodes_differently_does_not_share_cached_features():
@@ -427,20 +431,22 @@ def test_eval_every_skips_validation_but_always_checks_the_last_epoch():
 STRATEGIES = [("zero-shot", {}), ("linear-probe", {}), ("vpt-shallow", {"num_tokens": 2}), ("vpt-deep", {"num_tokens": 2}), ("dual-prompt", {"visual_tokens": 2}), ("full-finetune", {})]
 
 
+@pytest.mark.slow  # over 1 s: every strategy, twice
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_every_strategy_trains_under_mixed_precision_as_in_fp32(precision):
     """CUDA's default (bf16) and fp16 with loss scaling, run through CPU autocast: the same code path."""
     bench = _bench()
     for name, params in STRATEGIES:
         plain, mixed = (run_one(bench, _plan(name, training={"precision": p}, **params), 0, QuietObserver()) for p in ("fp32", precision))
-        assert mixed["status"] == "ok" and mixed["precision"] == precision, (name, mixed["error"])
-        assert mixed["test_accuracy"] == plain["test_accuracy"], name
-        assert [row["train_loss"] for row in mixed["history"]] == pytest.approx([row["train_loss"] for row in plain["history"]], rel=0.05), name
-        assert mixed["test_loss"] == pytest.approx(plain["test_loss"], rel=0.05), name
-        assert mixed["test_loss"] != plain["test_loss"], name  # the low precision really ran
-    assert run_one(bench, _plan("linear-probe", training={"precision": precision}), 0, QuietObserver())["features_from"] == "memory"
+        assert mixed.status == "ok" and mixed.precision == precision, (name, mixed.error)
+        assert mixed.test_accuracy == plain.test_accuracy, name
+        assert [row.train_loss for row in mixed.history] == pytest.approx([row.train_loss for row in plain.history], rel=0.05), name
+        assert mixed.test_loss == pytest.approx(plain.test_loss, rel=0.05), name
+        assert mixed.test_loss != plain.test_loss, name  # the low precision really ran
+    assert run_one(bench, _plan("linear-probe", training={"precision": precision}), 0, QuietObserver()).features_from == "memory"
 
 
+@pytest.mark.slow  # torch.compile
 def test_compiled_training_matches_eager():
     from torch._dynamo.utils import counters
 
@@ -448,9 +454,9 @@ def test_compiled_training_matches_eager():
     eager = run_one(bench, _plan("vpt-shallow", num_tokens=2), 0, QuietObserver())
     counters.clear()
     compiled = run_one(bench, _plan("vpt-shallow", training={"compile": True}, num_tokens=2), 0, QuietObserver())
-    assert compiled["status"] == "ok" and counters["stats"]["unique_graphs"] >= 1  # dynamo really compiled
-    assert compiled["test_accuracy"] == pytest.approx(eager["test_accuracy"], abs=0.05)
-    assert [row["train_loss"] for row in compiled["history"]] == pytest.approx([row["train_loss"] for row in eager["history"]], rel=1e-3)
+    assert compiled.status == "ok" and counters["stats"]["unique_graphs"] >= 1  # dynamo really compiled
+    assert compiled.test_accuracy == pytest.approx(eager.test_accuracy, abs=0.05)
+    assert [row.train_loss for row in compiled.history] == pytest.approx([row.train_loss for row in eager.history], rel=1e-3)
 
 
 @pytest.mark.parametrize(("capability", "expected"), [((9, 0), "bf16"), ((8, 0), "bf16"), ((7, 5), "fp16")])
@@ -492,7 +498,7 @@ def test_class_text_features_are_computed_once_per_suite(monkeypatch):
     run_one(bench, _plan("zero-shot", templates=["{}"]), 0, QuietObserver())
     assert len(calls) == 2  # other templates are other features
     fresh = run_one(_bench(), _plan("zero-shot"), 0, QuietObserver())  # another suite computes its own
-    assert len(calls) == 3 and fresh["test_loss"] == shared[0]["test_loss"] == shared[1]["test_loss"]
+    assert len(calls) == 3 and fresh.test_loss == shared[0].test_loss == shared[1].test_loss
 
 
 def test_a_feature_tuner_whose_encode_trains_fails_instead_of_silently_freezing_it():
@@ -506,8 +512,8 @@ def test_a_feature_tuner_whose_encode_trains_fails_instead_of_silently_freezing_
 
     plan = _plan("linear-probe", epochs=2, tuner=TrainsItsEncoder)
     record = run_guarded(_bench(), plan, 0, QuietObserver(), retry_oom=False)
-    assert record["status"] == "failed"
-    assert record["error"].startswith("TrainsItsEncoder.encode depends on trainable parameters, but the harness encodes once and trains only classify")
+    assert record.status == "failed"
+    assert record.error.startswith("TrainsItsEncoder.encode depends on trainable parameters, but the harness encodes once and trains only classify")
 
 
 @pytest.mark.parametrize("bad", ["extra column", "one dimension"])
@@ -523,7 +529,7 @@ def test_logits_of_the_wrong_shape_fail_the_run_with_the_tuners_name(bad):
     plan = _plan("vpt-shallow", epochs=1, tuner=WrongShape, num_tokens=2)
     record = run_guarded(_bench(), plan, 0, QuietObserver(), retry_oom=False)
     expected = "(2, 4)" if bad == "extra column" else "(2,)"
-    assert record["status"] == "failed" and record["error"] == f"WrongShape returned logits of shape {expected}, expected (batch, classes) = (2, 3)"
+    assert record.status == "failed" and record.error == f"WrongShape returned logits of shape {expected}, expected (batch, classes) = (2, 3)"
 
 
 def test_macro_f1_leaves_out_a_class_the_test_split_lacks_and_nobody_predicts():
@@ -546,9 +552,9 @@ def test_trainable_parameters_no_gradient_reaches_are_named():
     plan = _plan("linear-probe", epochs=1, tuner=UnfreezesTheTextTower)
     record = run_one(_bench(), plan, 0, QuietObserver())
     text_params = sum(p.numel() for p in _bench().model.clip.text_model.parameters())
-    assert record["trainable_without_gradient"]["count"] == text_params
-    assert record["trainable_params"] == text_params + 32 * 3 + 3
-    assert record["trainable_without_gradient"]["names"][0].startswith("clip.text_model.")
+    assert record.trainable_without_gradient.count == text_params
+    assert record.trainable_params == text_params + 32 * 3 + 3
+    assert record.trainable_without_gradient.names[0].startswith("clip.text_model.")
 
 
 def test_a_tuner_that_freezes_its_own_head_is_flagged_and_zero_shot_is_not():
@@ -562,12 +568,13 @@ def test_a_tuner_that_freezes_its_own_head_is_flagged_and_zero_shot_is_not():
 
     plan = _plan("linear-probe", epochs=1, tuner=FrozenHead)
     frozen = run_one(_bench(), plan, 0, QuietObserver())
-    assert frozen["frozen_added_params"] == 32 * 3 + 3 and frozen["epochs_run"] == 0
+    assert frozen.frozen_added_params == 32 * 3 + 3 and frozen.epochs_run == 0
     assert untrained_note(frozen) == "nothing is trainable, yet the tuner added 99 parameters of its own: they were evaluated as initialised"
     zero_shot = run_one(_bench(), _plan("zero-shot"), 0, QuietObserver())
-    assert zero_shot["frozen_added_params"] == 0 and untrained_note(zero_shot) == ""
+    assert zero_shot.frozen_added_params == 0 and untrained_note(zero_shot) == ""
 
 
+@pytest.mark.slow  # over 1 s: builds ViT-B/16 twice
 def test_the_builtin_random_model_has_the_same_weights_every_time():
     """A resumed run, or a combined report, of the random ViT-B/16 goes on with the weights it began with."""
     from vptbench.harness.fingerprints import model_digest

@@ -8,6 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # a subprocess training three strategies twice
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "naive_vs_vptbench.py"
 
 

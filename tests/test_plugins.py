@@ -103,6 +103,7 @@ def test_third_party_plugins_can_be_switched_off(fake_distribution, monkeypatch)
     assert "extra" not in found and found["zero-shot"].distribution == "vptbench"
 
 
+@pytest.mark.slow  # over 1 s at one thread: end to end runs
 def test_list_and_run_with_a_broken_plugin(fake_distribution, cli, tiny_config, tmp_path):
     fake_distribution("broken-plugin", {"broken": "module_that_does_not_exist:Tuner"})
     code, out, _ = cli("list", "--config", tiny_config, "--json")
@@ -152,7 +153,7 @@ def test_a_typo_in_params_is_rejected_at_any_depth_unless_a_model_takes_unknown_
     """pydantic's default drops unknown keys, in nested tables too: a misspelt param would silently
     run the default. A model that declares it takes unknown keys keeps them."""
     from vptbench.errors import ConfigError
-    from vptbench.harness.suite import plan_experiments, select_suite
+    from vptbench.harness.planning import plan_experiments, select_suite
     from vptbench.registry import load_registry
 
     (tmp_path / "loose_tuner.py").write_text(

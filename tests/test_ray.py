@@ -10,6 +10,8 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
+pytestmark = pytest.mark.slow  # a local Ray cluster takes seconds to start and to run on
+
 COLUMNS = ["experiment", "seed", "status", "test_accuracy", "val_accuracy", "best_epoch", "trainable_params"]
 
 
@@ -50,18 +52,21 @@ def test_a_task_whose_worker_dies_is_retried_then_failed(local_ray, tiny_config,
     from crashing_tuner import DyingTuner
 
     from vptbench.harness.executors import RayExecutor
-    from vptbench.harness.runner import PlannedExperiment, QuietObserver
-    from vptbench.harness.suite import plan_experiments, prepare, run_suite, select_suite, suite_plan
+    from vptbench.harness.observer import QuietObserver
+    from vptbench.harness.planning import PlannedExperiment, plan_experiments, select_suite, suite_plan
+    from vptbench.harness.suite import run_suite
+    from vptbench.harness.workbench import prepare
     from vptbench.registry import Experiment, load_registry
+    from vptbench.reporting.sink import ReportSink
 
     registry, path = load_registry(tiny_config)
     name, suite = select_suite(registry, "s")
     (fine,) = plan_experiments(name, suite, path, ["E2"])
     dying = PlannedExperiment("X1", Experiment(tuner="dying"), fine.training, DyingTuner, DyingTuner.Config())
-    plan = suite_plan(registry, path, name, [dying, fine], [0])
+    plan = suite_plan(registry, path, name, suite, [dying, fine], [0])
     bench = prepare(plan, "cpu")
-    result = run_suite(plan, bench, tmp_path, QuietObserver(), executor=RayExecutor(None, "cpu", max_retries=1))
-    statuses = {r["experiment"]: (r["status"], r["error"]) for r in result.records}
+    result = run_suite(plan, bench, tmp_path, QuietObserver(), ReportSink(tmp_path), executor=RayExecutor(None, "cpu", max_retries=1))
+    statuses = {r.experiment: (r.status, r.error) for r in result.records}
     assert statuses["E2"][0] == "ok"
     assert statuses["X1"][0] == "failed" and "Ray task failed after 1 retries" in statuses["X1"][1]
 
@@ -70,9 +75,12 @@ def test_ctrl_c_cancels_what_is_still_on_the_cluster_and_records_it(local_ray, t
     """The interrupt lands in the suite's own code (saving a record), not in Ray's wait: the tasks
     still outstanding must be cancelled and recorded as interrupted all the same."""
     from vptbench.harness.executors import RayExecutor
-    from vptbench.harness.runner import QuietObserver
-    from vptbench.harness.suite import plan_experiments, prepare, run_suite, select_suite, suite_plan
+    from vptbench.harness.observer import QuietObserver
+    from vptbench.harness.planning import plan_experiments, select_suite, suite_plan
+    from vptbench.harness.suite import run_suite
+    from vptbench.harness.workbench import prepare
     from vptbench.registry import load_registry
+    from vptbench.reporting.sink import ReportSink
 
     class InterruptAfterFirst(QuietObserver):
         def run_done(self, record):
@@ -83,9 +91,9 @@ def test_ctrl_c_cancels_what_is_still_on_the_cluster_and_records_it(local_ray, t
     monkeypatch.setattr(ray, "cancel", lambda ref, **kw: (cancelled.append(ref), real_cancel(ref, **kw))[1])
     registry, path = load_registry(tiny_config)
     name, suite = select_suite(registry, "s")
-    plan = suite_plan(registry, path, name, plan_experiments(name, suite, path, ["E1", "E2"]), [0, 1, 2])
+    plan = suite_plan(registry, path, name, suite, plan_experiments(name, suite, path, ["E1", "E2"]), [0, 1, 2])
     with pytest.raises(KeyboardInterrupt):
-        run_suite(plan, prepare(plan, "cpu"), tmp_path, InterruptAfterFirst(), executor=RayExecutor(None, "cpu"))
+        run_suite(plan, prepare(plan, "cpu"), tmp_path, InterruptAfterFirst(), ReportSink(tmp_path), executor=RayExecutor(None, "cpu"))
     statuses = sorted(json.loads(p.read_text())["status"] for p in (tmp_path / "runs").glob("*.json"))
     assert statuses.count("interrupted") == len(cancelled) == 6 - statuses.count("ok") and "ok" in statuses
     assert json.loads((tmp_path / "run.json").read_text())["status"] == "interrupted"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from vptbench.errors import ConfigError, UsageError
-from vptbench.harness.suite import plan_experiments, select_suite
+from vptbench.harness.planning import plan_experiments, select_suite
 from vptbench.registry import load_registry
 from vptbench.registry.load import PACKAGED_CONFIG
 
@@ -215,17 +215,18 @@ def test_a_random_dual_prompt_context_is_reachable_from_toml(tmp_path):
 
 
 def test_a_run_recorded_with_relative_paths_resumes_them_from_its_config_files_folder(tmp_path):
-    from vptbench.harness.suite import plan_from_run_dir
+    from vptbench.harness.planning import plan_from_manifest
+    from vptbench.results.manifest import RunManifest
 
     meta = {
-        "suite": "s", "seeds": [0], "config_path": str(tmp_path / "project" / "benchmark.toml"),
+        "suite": "s", "seeds": [0], "plan": ["E1-seed0"], "status": "interrupted", "config_path": str(tmp_path / "project" / "benchmark.toml"),
         "config": {
             "model_name": "m", "model": {"source": "local", "path": "../models/tiny"},
             "dataset_name": "d", "dataset": {"source": "imagefolder", "path": "data", "class_names": ["a", "b"]},
-            "experiments": {},
+            "experiments": {"E1": {"tuner": "zero-shot", "training": {"seeds": [0]}}},
         },
     }  # fmt: skip
-    plan = plan_from_run_dir(meta)
+    plan = plan_from_manifest(RunManifest.model_validate(meta))
     assert (plan.model.path, plan.dataset.path) == (str(tmp_path / "models" / "tiny"), str(tmp_path / "project" / "data"))
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from vptbench.harness import guarded as suite_module
-from vptbench.results import write_atomic
+from vptbench.results.io import write_atomic
 
 METRICS = ["experiment", "seed", "status", "test_accuracy", "val_accuracy", "train_accuracy", "best_epoch", "trainable_params"]
 
@@ -20,6 +20,7 @@ def _only_dir(path):
     return run_dir
 
 
+@pytest.mark.slow  # over 1 s at one thread: end to end runs
 def test_ctrl_c_keeps_finished_runs_and_resume_matches_an_uninterrupted_run(cli, tiny_config, tmp_path, monkeypatch):
     code, _, _ = cli("run", "--all", "--config", tiny_config, "--output", tmp_path / "clean", "--quiet", "--seeds", "0,1")
     assert code == 0
@@ -56,6 +57,7 @@ def test_ctrl_c_keeps_finished_runs_and_resume_matches_an_uninterrupted_run(cli,
     assert f"- Started {first['started']} (resumed {meta['resumed'][0]})" in (run_dir / "report.md").read_text()
 
 
+@pytest.mark.slow  # over 1 s at one thread: end to end runs
 def test_a_tuner_that_raises_fails_alone(cli, tiny_config, tmp_path, monkeypatch):
     real_run_one = suite_module.run_one
 
@@ -131,7 +133,7 @@ def test_a_live_lock_refuses_a_second_writer_and_a_stale_one_is_taken_over(cli, 
 def test_runs_started_in_the_same_second_get_their_own_directories(tmp_path, monkeypatch):
     from datetime import datetime, timezone
 
-    import vptbench.results as results
+    import vptbench.results.rundir as results
 
     class Frozen(datetime):
         @classmethod
@@ -157,6 +159,7 @@ def test_atomic_write_leaves_the_old_file_when_interrupted(tmp_path, monkeypatch
     assert [p.name for p in tmp_path.iterdir()] == ["results.csv"]
 
 
+@pytest.mark.slow  # the CLI in a subprocess, killed and resumed
 def test_kill_9_leaves_readable_files_and_resume_finishes(cli, tmp_path, tiny_model_dir, image_folder):
     import signal
     import subprocess
@@ -194,6 +197,7 @@ def test_kill_9_leaves_readable_files_and_resume_finishes(cli, tmp_path, tiny_mo
     pd.testing.assert_frame_equal(resumed, pd.read_csv(_only_dir(tmp_path / "clean") / "results.csv")[METRICS])
 
 
+@pytest.mark.slow  # the CLI in a subprocess
 def test_sigterm_is_handled_as_ctrl_c_is(tmp_path, tiny_model_dir, image_folder):
     """A scheduler's stop must not leave run.json saying `running` or lose the run in flight."""
     import signal
@@ -222,6 +226,7 @@ def test_sigterm_is_handled_as_ctrl_c_is(tmp_path, tiny_model_dir, image_folder)
     assert not (run_dir / ".lock").exists()
 
 
+@pytest.mark.slow  # over 1 s at one thread: end to end runs
 def test_a_report_names_the_planned_runs_that_have_no_record(cli, tiny_config, tmp_path):
     """After kill -9, or Ctrl-C before later experiments started, their runs are absent, not ok."""
     assert cli("run", "--all", "--config", tiny_config, "--output", tmp_path, "--quiet", "--seeds", "0,1")[0] == 0
@@ -234,6 +239,7 @@ def test_a_report_names_the_planned_runs_that_have_no_record(cli, tiny_config, t
     assert statuses.to_dict() == {"E1": "ok", "E2": "1 ok, 1 not run"} and "1 ok, 1 not run" in out  # not "ok"
 
 
+@pytest.mark.slow  # over 1 s at one thread: end to end runs
 def test_resume_reruns_failed_runs_and_keeps_good_ones(cli, tiny_config, tmp_path, monkeypatch):
     real_run_one, calls = suite_module.run_one, []
 
@@ -253,10 +259,13 @@ def test_resume_reruns_failed_runs_and_keeps_good_ones(cli, tiny_config, tmp_pat
 
 def test_a_resume_interrupted_again_still_reports_the_runs_it_did_not_reach(tiny_config, tmp_path, monkeypatch):
     """Their earlier failed records stay on disk, so the report shows them, not 'Not run'."""
-    from vptbench.harness.runner import QuietObserver
-    from vptbench.harness.suite import plan_experiments, prepare, run_suite, select_suite, suite_plan
+    from vptbench.harness.observer import QuietObserver
+    from vptbench.harness.planning import plan_experiments, select_suite, suite_plan
+    from vptbench.harness.suite import run_suite
+    from vptbench.harness.workbench import prepare
     from vptbench.registry import load_registry
-    from vptbench.results import load_run_dir
+    from vptbench.reporting.sink import ReportSink
+    from vptbench.results.rundir import load_run_dir
 
     class InterruptAfterFirst(QuietObserver):
         def run_done(self, record):
@@ -264,14 +273,14 @@ def test_a_resume_interrupted_again_still_reports_the_runs_it_did_not_reach(tiny
 
     registry, path = load_registry(tiny_config)
     name, suite = select_suite(registry, "s")
-    plan = suite_plan(registry, path, name, plan_experiments(name, suite, path, ["E1", "E2"]), [0])
+    plan = suite_plan(registry, path, name, suite, plan_experiments(name, suite, path, ["E1", "E2"]), [0])
     bench = prepare(plan, "cpu")
     real_run_one = suite_module.run_one
     monkeypatch.setattr(suite_module, "run_one", lambda *a: (_ for _ in ()).throw(RuntimeError("flaky")))
-    run_suite(plan, bench, tmp_path, QuietObserver())
+    run_suite(plan, bench, tmp_path, QuietObserver(), ReportSink(tmp_path))
     monkeypatch.setattr(suite_module, "run_one", real_run_one)
     with pytest.raises(KeyboardInterrupt):
-        run_suite(plan, bench, tmp_path, InterruptAfterFirst(), finished=load_run_dir(tmp_path)[1])
+        run_suite(plan, bench, tmp_path, InterruptAfterFirst(), ReportSink(tmp_path), finished=load_run_dir(tmp_path)[1])
     assert list(pd.read_csv(tmp_path / "results.csv")["status"]) == ["ok", "failed"]
     assert "Not run" not in (tmp_path / "report.md").read_text()
 
@@ -292,6 +301,7 @@ def test_report_leaves_a_run_directory_in_use_alone_and_refuses_a_repeated_one(c
     assert code == 2 and "is named twice; name each run directory once" in err
 
 
+@pytest.mark.slow  # over 1 s at one thread: end to end runs
 def test_resume_and_combining_refuse_weights_or_images_changed_under_the_same_names(cli, tmp_path, tiny_model_dir, image_folder):
     """The names in run.json say nothing of what the folders held: their fingerprints do."""
     import shutil

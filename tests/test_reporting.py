@@ -13,9 +13,11 @@ import pytest
 from PIL import Image
 
 from vptbench.errors import UsageError
-from vptbench.reporting import write_reports
 from vptbench.reporting.schema import Report
-from vptbench.reporting.tables import accuracy_interval, display_rows, flat_frame, summarize
+from vptbench.reporting.tables import accuracy_interval, display_rows, summarize
+from vptbench.reporting.tables import flat_frame as _flat_frame
+from vptbench.results.manifest import RunManifest
+from vptbench.results.records import RunRecord
 
 
 def _record(experiment, seed, correct, total=100, status="ok", reference=None, epochs=3):
@@ -33,6 +35,20 @@ def _record(experiment, seed, correct, total=100, status="ok", reference=None, e
         "history": [{"epoch": e, "train_loss": 1.0 / e, "train_accuracy": 0.5, "val_loss": 1.2 / e, "val_accuracy": 0.4 + 0.1 * e, "train_seconds": 0.5} for e in range(1, epochs + 1)],
         "params": {}, "reference": reference,
     }  # fmt: skip
+
+
+def _typed(records):
+    return [RunRecord.model_validate(r) for r in records]
+
+
+def flat_frame(records):
+    return _flat_frame(_typed(records))
+
+
+def write_reports(run_dir, meta, records, *formats):
+    from vptbench.reporting import write_reports as write
+
+    return write(run_dir, RunManifest.model_validate(meta), _typed(records), *formats)
 
 
 def _plan(records):
@@ -118,6 +134,7 @@ def test_reports_parse_back_and_plots_are_not_blank(tmp_path):
         assert first_series.sum() > 20, png.name  # data is drawn, not just axes and labels
 
 
+@pytest.mark.slow  # over 1 s at one thread: end to end runs
 def test_combining_run_directories(cli, tiny_config, tmp_path):
     for seed in ("0", "1"):
         assert cli("run", "E2", "--config", tiny_config, "--output", tmp_path / "runs", "--seeds", seed, "--quiet")[0] == 0
@@ -151,23 +168,25 @@ def test_combining_run_directories(cli, tiny_config, tmp_path):
 
 
 def test_combining_keeps_a_good_run_over_a_failed_one_and_refuses_other_suites(tmp_path):
-    from vptbench.results import RUN_FILE, combine_run_dirs, save_run_record, write_json
+    from vptbench.results.combine import combine_run_dirs
+    from vptbench.results.io import write_json
+    from vptbench.results.rundir import RUN_FILE, save_run_record
 
-    meta = {**_meta(), "config": {"experiments": {}}, "plan": ["E2-seed0"]}
+    meta = {**_meta(), "config": {**_meta()["config"], "experiments": {}}, "plan": ["E2-seed0"]}
     failed = {key: _record("E2", 0, 0)[key] for key in ("experiment", "tuner", "seed", "params", "reference")} | {"status": "failed", "error": "boom"}
     for name, record in (("good", _record("E2", 0, 90)), ("bad", failed)):
         write_json(tmp_path / name / RUN_FILE, meta)
-        save_run_record(tmp_path / name, record)
+        save_run_record(tmp_path / name, RunRecord.model_validate(record))
     for order in (["good", "bad"], ["bad", "good"]):
         combined, records = combine_run_dirs([tmp_path / name for name in order])
-        assert [(r["status"], r["test_accuracy"]) for r in records] == [("ok", 0.9)]
-        assert combined["overlapping_runs"] == [{"run": "E2-seed0", "reported": str(tmp_path / "good"), "in": [str(tmp_path / name) for name in order]}]
+        assert [(r.status, r.test_accuracy) for r in records] == [("ok", 0.9)]
+        assert [o.model_dump(by_alias=True) for o in combined.overlapping_runs] == [{"run": "E2-seed0", "reported": str(tmp_path / "good"), "in": [str(tmp_path / name) for name in order]}]
     write_json(tmp_path / "better" / RUN_FILE, meta)
-    save_run_record(tmp_path / "better", _record("E2", 0, 95))
+    save_run_record(tmp_path / "better", RunRecord.model_validate(_record("E2", 0, 95)))
     combined, records = combine_run_dirs([tmp_path / "good", tmp_path / "better"])  # two good ones: the later
-    assert records[0]["test_accuracy"] == 0.95 and combined["overlapping_runs"][0]["reported"] == str(tmp_path / "better")
+    assert records[0].test_accuracy == 0.95 and combined.overlapping_runs[0].reported == str(tmp_path / "better")
     combined, _ = combine_run_dirs([tmp_path / "good", tmp_path / "better", tmp_path / "bad"])  # listed once, with every place
-    assert combined["overlapping_runs"] == [{"run": "E2-seed0", "reported": str(tmp_path / "better"), "in": [str(tmp_path / n) for n in ("good", "better", "bad")]}]
+    assert [o.model_dump(by_alias=True) for o in combined.overlapping_runs] == [{"run": "E2-seed0", "reported": str(tmp_path / "better"), "in": [str(tmp_path / n) for n in ("good", "better", "bad")]}]
     write_json(tmp_path / "other" / RUN_FILE, {**meta, "suite": "other"})
     with pytest.raises(UsageError, match="cannot combine runs of different suites: other, s"):
         combine_run_dirs([tmp_path / "good", tmp_path / "other"])
@@ -179,29 +198,33 @@ def test_combining_keeps_a_good_run_over_a_failed_one_and_refuses_other_suites(t
 
 def test_combining_keeps_a_diverged_run_over_one_cut_short(tmp_path):
     """A diverged run finished, with its curves; an interrupted one measured nothing."""
-    from vptbench.results import RUN_FILE, combine_run_dirs, save_run_record, write_json
+    from vptbench.results.combine import combine_run_dirs
+    from vptbench.results.io import write_json
+    from vptbench.results.rundir import RUN_FILE, save_run_record
 
-    meta = {**_meta(), "config": {"experiments": {}}, "plan": ["E2-seed0"]}
+    meta = {**_meta(), "config": {**_meta()["config"], "experiments": {}}, "plan": ["E2-seed0"]}
     diverged = _record("E2", 0, 10, status="diverged")
     interrupted = {key: diverged[key] for key in ("experiment", "tuner", "seed", "params", "reference")} | {"status": "interrupted", "error": ""}
     for name, record in (("diverged", diverged), ("interrupted", interrupted)):
         write_json(tmp_path / name / RUN_FILE, meta)
-        save_run_record(tmp_path / name, record)
+        save_run_record(tmp_path / name, RunRecord.model_validate(record))
     for order in (["diverged", "interrupted"], ["interrupted", "diverged"]):
         _, records = combine_run_dirs([tmp_path / name for name in order])
-        assert [r["status"] for r in records] == ["diverged"]
+        assert [r.status for r in records] == ["diverged"]
 
 
 def test_combining_ignores_where_a_local_model_folder_sits_but_not_which_model_it_is(tmp_path):
     """Another checkout, another machine, or a run recorded with a relative path: the same model."""
-    from vptbench.results import RUN_FILE, combine_run_dirs, write_json
+    from vptbench.results.combine import combine_run_dirs
+    from vptbench.results.io import write_json
+    from vptbench.results.rundir import RUN_FILE
 
     def model(**spec):
         return {"config": {**_meta()["config"], "model": {"source": "local", **spec}, "experiments": {}}}
 
     for name, spec in (("old", {"path": "../tiny"}), ("new", {"path": "/work/tiny"}), ("other", {"path": "/work/tiny", "attn_implementation": "eager"})):
         write_json(tmp_path / name / RUN_FILE, {**_meta(), **model(**spec)})
-    assert combine_run_dirs([tmp_path / "old", tmp_path / "new"])[0]["status"] == "combined"
+    assert combine_run_dirs([tmp_path / "old", tmp_path / "new"])[0].status == "combined"
     with pytest.raises(UsageError, match=r"they ran with different model \(both named 'm', declared differently\)"):
         combine_run_dirs([tmp_path / "new", tmp_path / "other"])
 
@@ -209,7 +232,9 @@ def test_combining_ignores_where_a_local_model_folder_sits_but_not_which_model_i
 def test_combining_compares_each_experiment_with_whichever_directory_ran_it_first(tmp_path):
     """The first directory need not have run every experiment: two later ones that ran E2
     differently are still refused, and the message names those two."""
-    from vptbench.results import RUN_FILE, combine_run_dirs, write_json
+    from vptbench.results.combine import combine_run_dirs
+    from vptbench.results.io import write_json
+    from vptbench.results.rundir import RUN_FILE
 
     def experiments(**by_id):
         return {"config": {**_meta()["config"], "experiments": {e: {"tuner": "linear-probe", "training": {"lr": lr}} for e, lr in by_id.items()}}}
@@ -219,7 +244,7 @@ def test_combining_compares_each_experiment_with_whichever_directory_ran_it_firs
     with pytest.raises(UsageError, match=f"cannot combine '{tmp_path / 'b'}' and '{tmp_path / 'c'}': they ran with different settings of E2 \\(training.lr\\)"):
         combine_run_dirs([tmp_path / name for name in "abc"])
     combined, _ = combine_run_dirs([tmp_path / "a", tmp_path / "b"])
-    assert list(combined["config"]["experiments"]) == ["E1", "E2"]
+    assert list(combined.config.experiments) == ["E1", "E2"]
 
 
 @pytest.mark.parametrize("width", [60, 80, 120, 200])
@@ -230,7 +255,7 @@ def test_the_terminal_summary_never_wraps_a_number_and_names_what_it_leaves_out(
 
     records = [{**_record("E2", 0, 90), "cached_features": True}, _record("E6-full-finetune", 0, 95)]
     console = Console(width=width, record=True, file=open("/dev/null", "w"))  # noqa: SIM115
-    table = summary_table(records, _plan(records), "Suite", width)
+    table = summary_table(_typed(records), _plan(records), "Suite", width)
     console.print(table)
     text = console.export_text()
     shown = [column.header for column in table.columns]
@@ -278,9 +303,10 @@ def test_a_cuda_report_says_its_numbers_are_not_bit_reproducible(tmp_path, devic
     assert ("not always bit-identical" in (tmp_path / "report.md").read_text()) is noted
 
 
+@pytest.mark.slow  # over 1 s at one thread: end to end runs
 def test_each_experiment_states_how_it_was_trained(tmp_path):
     training = {"optimizer": "adam", "lr": 1e-3, "batch_size": 32, "epochs": 5, "precision": "auto", "compile": True}
-    experiments = {"E1": {"training": training}, "E2": {"training": {**training, "compile": False}}}
+    experiments = {"E1": {"tuner": "zero-shot", "training": training}, "E2": {"tuner": "linear-probe", "training": {**training, "compile": False}}}
     meta = {"schema_version": 1, "suite": "s", "config": {"model_name": "m", "dataset_name": "d", "experiments": experiments}, "seeds": [0], "plan": ["E1-seed0", "E2-seed0"], "device": "cpu", "environment": {}, "status": "finished"}
     untrained = {**_record("E1", 0, 70, epochs=0), "trainable_params": 0, "precision": "fp32"}
     stopped_early = {**_record("E2", 0, 90, epochs=3), "precision": "bf16"}
@@ -289,7 +315,7 @@ def test_each_experiment_states_how_it_was_trained(tmp_path):
     lines = [line for line in markdown.splitlines() if line.startswith("Training:")]
     assert lines == ["Training: none, nothing is trainable; evaluated in fp32, compiled", "Training: adam lr 0.001, batch 32, 5 epochs (ran 3), bf16, eager"]
     assert "- Seeds 0; model `m`" in markdown
-    one_epoch = {"experiments": {**experiments, "E2": {"training": {**training, "epochs": 1}}}}
+    one_epoch = {"experiments": {**experiments, "E2": {"tuner": "linear-probe", "training": {**training, "epochs": 1}}}}
     write_reports(tmp_path, {**meta, "config": {**meta["config"], **one_epoch}}, [untrained, {**stopped_early, "epochs_run": 1}])
     assert "Training: adam lr 0.001, batch 32, 1 epoch, bf16, compiled" in (tmp_path / "report.md").read_text()  # not "1 epochs"
     write_reports(tmp_path, {**meta, "seeds": [0, 1]}, [untrained, {**stopped_early, "seed": 1}])

@@ -54,8 +54,9 @@ def test_trainable_parameters_at_vit_b16_geometry(vit_b16_meta, name, params, ex
     assert total == 149_620_737 + trainable - (0 if name != "full-finetune" else 86_192_640)
 
 
+@pytest.mark.slow  # over 1 s: builds ViT-B/16 for every strategy
 def test_paper_suite_params_reproduce_the_reported_counts(vit_b16_meta):
-    from vptbench.harness.suite import plan_experiments
+    from vptbench.harness.planning import plan_experiments
     from vptbench.registry import load_registry
     from vptbench.registry.load import PACKAGED_CONFIG
 

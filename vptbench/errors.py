@@ -5,19 +5,30 @@ from __future__ import annotations
 import difflib
 import threading
 from collections.abc import Iterable
+from enum import IntEnum
 from pathlib import Path
+
+
+class ExitCode(IntEnum):
+    """Every exit code the `vptbench` command gives."""
+
+    OK = 0
+    RUN_FAILED = 1  # some run did not finish ok, or an error of the environment
+    USAGE = 2  # bad command line, configuration, plugin, path, data or model
+    INTERRUPTED = 130  # Ctrl-C: finished runs kept
+    TERMINATED = 143  # SIGTERM: likewise
 
 
 class VptbenchError(Exception):
     """An error caused by input or environment, reported as one line."""
 
-    exit_code = 1
+    exit_code = ExitCode.RUN_FAILED
 
 
 class UsageError(VptbenchError):
-    """Bad command line, configuration, plugin or path: exit code 2."""
+    """Bad command line, configuration, plugin or path."""
 
-    exit_code = 2
+    exit_code = ExitCode.USAGE
 
 
 class ConfigError(UsageError):

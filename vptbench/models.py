@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from vptbench.errors import ModelError, first_few, first_line, folder_missing, load_failure, unknown_name
@@ -21,6 +22,9 @@ class LoadedModel:
     tokenizer: object
     image_processor: object
     name: str
+    # transformers' warnings (and Python warnings) while loading, each once, for the caller to show:
+    # the CLI sets transformers' verbosity to error, which would drop them (`_library_warnings`)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def mean_std(self) -> tuple[list[float], list[float]]:
@@ -46,23 +50,25 @@ def load_model(name: str, spec: ModelSpec) -> LoadedModel:
 def _load_pretrained(name: str, location: str, revision: str | None, spec: ModelSpec) -> LoadedModel:
     from transformers import AutoTokenizer, CLIPConfig, CLIPImageProcessorPil, CLIPModel
 
+    found: list[str] = []
     try:  # the PIL processor on every machine: torchvision's resize would change the pixels
         model_type = CLIPConfig.get_config_dict(location, revision=revision)[0].get("model_type", "clip")
         if model_type != "clip":  # CLIPModel would load it with a warning and random weights
             raise ModelError(f"models.{name}: '{location}' holds a '{model_type}' model, not CLIP")
-        clip, loading = CLIPModel.from_pretrained(
-            location,
-            revision=revision,
-            attn_implementation=spec.attn_implementation,
-            ignore_mismatched_sizes=True,  # reported below in one line, with the rest
-            output_loading_info=True,
-        )
-        tokenizer = AutoTokenizer.from_pretrained(location, revision=revision)
-        processor = CLIPImageProcessorPil.from_pretrained(location, revision=revision)
+        with _library_warnings(found):
+            clip, loading = CLIPModel.from_pretrained(
+                location,
+                revision=revision,
+                attn_implementation=spec.attn_implementation,
+                ignore_mismatched_sizes=True,  # reported below in one line, with the rest
+                output_loading_info=True,
+            )
+            tokenizer = AutoTokenizer.from_pretrained(location, revision=revision)
+            processor = CLIPImageProcessorPil.from_pretrained(location, revision=revision)
     except ModelError:
         raise
     except Exception as exc:  # the files are the user's: a truncated checkpoint, bad JSON, the Hub offline
-        raise ModelError(_damaged_weights(name, location) or _explain_load_failure(name, location, spec, exc)) from None
+        raise ModelError(_damaged_weights(name, location) or _explain_load_failure(name, location, spec, exc)) from exc
     _refuse_incomplete_weights(name, location, loading)
     _refuse_mismatched_processor(name, location, processor, clip.config.vision_config.image_size)
     positions = clip.config.text_config.max_position_embeddings
@@ -75,7 +81,72 @@ def _load_pretrained(name: str, location: str, revision: str | None, spec: Model
             "(an offline stub, or a folder saved without the tokenizer's files); "
             "point `path` at a local copy saved with save_pretrained"
         )
-    return LoadedModel(clip=clip, tokenizer=tokenizer, image_processor=processor, name=name)
+    _refuse_mismatched_tokenizer(name, location, clip.config.text_config, tokenizer)
+    return LoadedModel(clip=clip, tokenizer=tokenizer, image_processor=processor, name=name, warnings=found)
+
+
+@contextmanager
+def _library_warnings(found: list[str]) -> Iterator[None]:
+    """Collect, each once and in order, what transformers warns about while loading (through its
+    logger, at WARNING even when its verbosity is error, as the CLI sets it) and Python warnings
+    raised meanwhile (the filters in force still apply). Kept in `found` instead of printed: the
+    caller shows them (`LoadedModel.warnings`). Other records reach transformers' handlers as before."""
+    import logging
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            found.append(record.getMessage())
+
+    library = hf_logging.get_logger()  # the "transformers" logger all of its modules' loggers feed
+    level, handlers = library.level, list(library.handlers)
+    shown = library.getEffectiveLevel()
+
+    def unkept(record: logging.LogRecord) -> bool:  # what the library's own handlers would have shown
+        return record.levelno >= shown and record.levelno != logging.WARNING
+
+    keep = Keep(logging.WARNING)
+    keep.addFilter(lambda record: record.levelno == logging.WARNING)
+    for handler in handlers:
+        handler.addFilter(unkept)
+    library.addHandler(keep)
+    library.setLevel(min(shown, logging.WARNING))
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            yield
+    finally:
+        library.setLevel(level)
+        library.removeHandler(keep)
+        for handler in handlers:
+            handler.removeFilter(unkept)
+        found.extend(str(w.message) for w in caught if not issubclass(w.category, DeprecationWarning))
+        found[:] = list(dict.fromkeys(found))
+
+
+def _refuse_mismatched_tokenizer(name: str, location: str, text_config, tokenizer) -> None:
+    """A config whose bos/eos/pad ids disagree with the tokenizer loads with only a warning, and the
+    text tower then pools the wrong token of every prompt: all classes can get the same features
+    (a small tokenizer left with CLIP's default eos_token_id 49407 does exactly that)."""
+    size, vocab_size = len(tokenizer), text_config.vocab_size
+    where = f"models.{name}: '{location}'"
+    if size > vocab_size:
+        raise ModelError(f"{where}: the tokenizer has {size} tokens but the text tower's vocab_size is {vocab_size}; tokens past it have no embedding")
+    for key in ("bos", "eos", "pad"):
+        value = getattr(text_config, f"{key}_token_id", None)
+        if value is not None and not 0 <= value < size:
+            raise ModelError(
+                f"{where}: text_config.{key}_token_id {value} is outside the tokenizer's {size} tokens (0..{size - 1}); "
+                f"set it to the tokenizer's ({getattr(tokenizer, f'{key}_token_id', None)}) in config.json"
+            )
+    eos, end = text_config.eos_token_id, getattr(tokenizer, "eos_token_id", None)
+    if eos != 2 and end is not None and eos != end:  # 2: a legacy config, pooled at the largest id instead
+        raise ModelError(
+            f"{where}: text_config.eos_token_id {eos} is not the tokenizer's end token {tokenizer.eos_token!r} ({end}), "
+            "so the text tower would pool the wrong token of every prompt; set it in config.json"
+        )
 
 
 def _damaged_weights(name: str, location: str) -> str:

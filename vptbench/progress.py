@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from vptbench.errors import first_line
+from vptbench.results.records import RunRecord
 
 LOG_EVERY_SECONDS = 30.0  # off a terminal, a long run still says how far it is this often
 
@@ -73,17 +74,17 @@ class RichObserver:
             log_line(self.console, f"{self.label.strip()}: epoch {epochs.completed:.0f}/{epochs.total:.0f} · {stats}")
             self.logged = time.monotonic()
 
-    def run_done(self, record: dict) -> None:
+    def run_done(self, record: RunRecord) -> None:
         self._drop_epoch_bar()
-        outcome = record["status"] if record["status"] != "ok" else f"test acc {record['test_accuracy']:.3f}"
+        outcome = str(record.status) if record.status != "ok" else f"test acc {record.test_accuracy:.3f}"
         # visible here too: runs on Ray workers never call run_started on this side
-        self.progress.update(self.suite, advance=1, visible=True, description=f"suite (last: {record['experiment']} {outcome})")
+        self.progress.update(self.suite, advance=1, visible=True, description=f"suite (last: {record.experiment} {outcome})")
         if self.lines:
             suite = self._task(self.suite)
-            outcome = f"{outcome}: {first_line(record['error'])}" if record.get("error", "").strip() else outcome
-            epochs = record.get("epochs_run")
-            took = f" · {epochs} epoch{'' if epochs == 1 else 's'} in {record['train_seconds']:.1f} s" if epochs else ""
-            log_line(self.console, f"[{suite.completed:.0f}/{suite.total:.0f}] {record['experiment']} seed {record['seed']}: {outcome}{took}")
+            outcome = f"{outcome}: {first_line(record.error)}" if record.error.strip() else outcome
+            epochs = record.epochs_run
+            took = f" · {epochs} epoch{'' if epochs == 1 else 's'} in {record.train_seconds or 0:.1f} s" if epochs else ""
+            log_line(self.console, f"[{suite.completed:.0f}/{suite.total:.0f}] {record.experiment} seed {record.seed}: {outcome}{took}")
 
     def _task(self, task_id):
         return next(task for task in self.progress.tasks if task.id == task_id)

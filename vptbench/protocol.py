@@ -68,18 +68,49 @@ class Tuner(Protocol):
 
 @runtime_checkable
 class FeatureTuner(Tuner, Protocol):
-    """A tuner whose trainable part sits on top of a frozen, deterministic encoder.
+    """A tuner whose trainable part sits on top of a frozen, deterministic encoder, and says so.
 
-    The harness computes `encode` once per image and trains `classify` on the cached
-    features: the frozen backbone never runs again across epochs.
+    Opting in is explicit: the class attribute `caches_features = True`, with `encode` and
+    `classify` such that `forward(x) == classify(encode(x))`. The harness then computes `encode`
+    once per image, in eval mode without gradients, and trains and evaluates `classify` on those
+    features: the frozen backbone never runs again across epochs, and runs whose `feature_key()`
+    is equal share the features (on the same frozen CLIP and precision). Without the attribute,
+    methods named `encode` and `classify` are the tuner's own business and `forward` runs each step.
+
+    A run fails, naming the tuner, when `encode`'s output depends on a trainable parameter.
+    `isinstance(obj, FeatureTuner)` only says all members exist; the harness asks for
+    `caches_features = True`, `encode` and `classify` (`vptbench.contract.caches_features`), and
+    supplies `feature_key()` when the tuner has none.
     """
 
-    def encode(self, pixel_values: Tensor) -> Tensor: ...
+    caches_features: ClassVar[bool]
+    """True opts in to feature caching (False, or no attribute: `forward` runs every step)."""
 
-    def classify(self, features: Tensor) -> Tensor: ...
+    def encode(self, pixel_values: Tensor) -> Tensor:
+        """Normalised pixels `(batch, 3, H, W)` to features `(batch, ...)`. It must not depend on
+        trainable parameters, nor on anything but the frozen model, the tuner's config and its own
+        frozen tensors (what the default `feature_key` covers), unless `feature_key()` names it."""
+        ...
+
+    def classify(self, features: Tensor) -> Tensor:
+        """`encode`'s features to logits `(batch, num_classes)`: the part that trains."""
+        ...
+
+    def feature_key(self) -> str | None:
+        """Optional: names what `encode` computes; runs whose keys are equal share the features.
+
+        Without it, the harness uses `vptbench.contract.default_feature_key`: the tuner class's
+        qualified name, a hash of its `encode` source, all of its config and its own frozen tensors
+        outside CLIP. So runs and seeds of one class and config share features, and two classes
+        never do. Define it to share more (e.g. between classes with the same `encode`, or configs
+        that differ only in what `classify` uses), naming everything `encode` depends on besides
+        the frozen CLIP; return None to have features computed afresh each run.
+        """
+        ...
 
 
 REQUIRED_METHODS = ("forward", "parameters", "train", "eval", "to")
+FEATURE_METHODS = ("encode", "classify")  # required of a tuner that sets `caches_features = True`
 
 
 def protocol_problems(obj: Any) -> list[str]:
@@ -92,6 +123,11 @@ def protocol_problems(obj: Any) -> list[str]:
     if not (isinstance(config, type) and issubclass(config, BaseModel)):
         problems.append("has no `Config` pydantic model")
     problems += [f"has no `{name}` method" for name in REQUIRED_METHODS if not callable(getattr(obj, name, None))]
+    opt_in = getattr(obj, "caches_features", False)
+    if not isinstance(opt_in, bool):
+        problems.append(f"has `caches_features = {opt_in!r}`, expected True or False")
+    elif opt_in:
+        problems += [f"sets `caches_features = True` but has no `{name}` method" for name in FEATURE_METHODS if not callable(getattr(obj, name, None))]
     try:
         inspect.signature(obj).bind(None, None, None)
     except TypeError:

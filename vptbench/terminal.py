@@ -3,11 +3,13 @@ stay wide in logs, and every error (ours and Click's own) as one red line with i
 
 from __future__ import annotations
 
+import importlib
 import signal
 import sys
 import threading
 import traceback
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import wraps
 
 import typer
@@ -15,10 +17,16 @@ from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
 
-from vptbench.errors import SIGTERM_RECEIVED, VptbenchError, stop_reason
+from vptbench.errors import SIGTERM_RECEIVED, ExitCode, VptbenchError, stop_reason
 
 console = Console(stderr=True)
-DEBUG = {"on": False}  # --debug: tracebacks instead of one-line errors
+
+
+@dataclass
+class Settings:
+    """The options given before the command, kept in its click context (`ctx.obj`)."""
+
+    debug: bool = False  # tracebacks instead of one-line errors
 
 
 def error_line(message: str) -> None:
@@ -49,7 +57,7 @@ class OneLineErrors(TyperGroup):
             code = exc.exit_code
         except typer.Abort as exc:  # older typers: Ctrl-C outside a command
             error_line("aborted")
-            code = 130 if isinstance(exc.__context__, KeyboardInterrupt) else 1
+            code = ExitCode.INTERRUPTED if isinstance(exc.__context__, KeyboardInterrupt) else ExitCode.RUN_FAILED
         code = code if isinstance(code, int) else 0
         if standalone_mode:
             sys.exit(code)
@@ -71,7 +79,7 @@ def reports_errors(command):
             with _sigterm_as_interrupt():
                 return command(*args, **kwargs)
         except VptbenchError as exc:
-            if DEBUG["on"]:  # the traceback, and still the documented exit code
+            if _settings().debug:  # the traceback, and still the documented exit code
                 traceback.print_exc()
             else:
                 error_line(str(exc))
@@ -83,9 +91,17 @@ def reports_errors(command):
             else:
                 where = escape(str(run_dir))
                 console.print(f"[yellow]{reason}[/]: finished runs are kept in {where}; finish with `vptbench run --resume {where}`", soft_wrap=True)
-            raise typer.Exit(143 if SIGTERM_RECEIVED.is_set() else 130) from None
+            raise typer.Exit(ExitCode.TERMINATED if SIGTERM_RECEIVED.is_set() else ExitCode.INTERRUPTED) from None
 
     return wrapper
+
+
+def _settings() -> Settings:
+    """The running command's settings, from the click context of whichever click this typer uses."""
+    click_globals = importlib.import_module(ClickException.__module__.rsplit(".", 1)[0] + ".globals")
+    ctx = click_globals.get_current_context(silent=True)
+    obj = ctx.find_object(Settings) if ctx is not None else None
+    return obj or Settings()
 
 
 @contextmanager

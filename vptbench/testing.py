@@ -59,25 +59,52 @@ class TunerCheckError(AssertionError):
     """A tuner breaks the contract the harness relies on."""
 
 
+class FeatureCachingWarning(UserWarning):
+    """A tuner has `encode` and `classify` but does not say whether the harness should cache features."""
+
+
+def _contract(check, *args):
+    """One of `vptbench.contract`'s checks, its `ContractError` raised as a `TunerCheckError` with the same message."""
+    from vptbench.contract import ContractError
+
+    try:
+        return check(*args)
+    except ContractError as exc:
+        raise TunerCheckError(str(exc)) from exc
+
+
 def check_tuner(tuner_cls: type, params: dict | None = None, seed: int = 0) -> dict:
     """Check a tuner class against the harness's contract on a tiny CLIP; plugin test suites call this.
 
     Verifies: the protocol's members; a Config that rejects unknown keys; logits of shape
     (batch, classes); an optimiser step changing trainable parameters and nothing frozen; counted parameters; identical results under a seed; and,
-    for feature tuners, a frozen `encode` with `forward == classify(encode)`.
-    Returns the trainable and total parameter counts.
+    for feature tuners (`caches_features = True`), a frozen `encode` with `forward == classify(encode)`
+    and a `feature_key()`, when it has one, that is a str and the same for two builds of one config.
+    The checks `vptbench run` makes too are `vptbench.contract`'s, with the same messages.
+    Warns (`FeatureCachingWarning`) about a tuner with `encode` and `classify` that does not say
+    whether it caches features. Returns the trainable and total parameter counts.
     """
+    import warnings
+
     import torch
     from pydantic import ValidationError
 
+    from vptbench import contract
     from vptbench.errors import ConfigError
-    from vptbench.harness.runner import count_parameters, uses_cached_features
+    from vptbench.harness.counting import count_parameters
     from vptbench.protocol import Task, protocol_problems
     from vptbench.registry.params import validate_params
 
     problems = protocol_problems(tuner_cls)
     if problems:
         raise TunerCheckError(f"{tuner_cls!r} " + "; ".join(problems))
+    if contract.undeclared_feature_methods(tuner_cls):
+        warnings.warn(
+            f"{tuner_cls.__name__} has encode and classify but no caches_features: the harness runs forward every step; "
+            "set caches_features = True to have encode computed once and its features cached, or False to say it should not",
+            FeatureCachingWarning,
+            stacklevel=2,
+        )
     params = params or {}
     try:
         tuner_cls.Config(**params, __vptbench_unknown_key__=1)
@@ -88,7 +115,7 @@ def check_tuner(tuner_cls: type, params: dict | None = None, seed: int = 0) -> d
     try:  # as `vptbench run` validates a params table
         config = validate_params(tuner_cls.Config, params, Path(tuner_cls.__name__), "params")
     except ConfigError as exc:
-        raise TunerCheckError(str(exc)) from None
+        raise TunerCheckError(str(exc)) from exc
 
     def step() -> tuple:
         torch.manual_seed(seed)
@@ -100,14 +127,13 @@ def check_tuner(tuner_cls: type, params: dict | None = None, seed: int = 0) -> d
         trainable = [p for p in tuner.parameters() if p.requires_grad]
         tuner.train()
         logits = tuner(pixels)
-        if tuple(logits.shape) != (4, 3):
-            raise TunerCheckError(f"forward returned shape {tuple(logits.shape)}, expected (batch, classes) = (4, 3)")
+        _contract(contract.check_logits_shape, tuner, logits, 4, 3)
         if trainable:
             torch.nn.functional.cross_entropy(logits, labels).backward()
             torch.optim.SGD(trainable, lr=0.1).step()
-        return tuner, before, pixels
+        return tuner, before, pixels, clip
 
-    tuner, before, pixels = step()
+    tuner, before, pixels, clip = step()
     declared = {n for n, p in tuner.named_parameters() if p.requires_grad}
     changed = {n for n, p in tuner.named_parameters() if not torch.equal(p.detach(), before[n])}
     if changed - declared:
@@ -117,17 +143,15 @@ def check_tuner(tuner_cls: type, params: dict | None = None, seed: int = 0) -> d
     tuner.eval()
     with torch.no_grad():
         logits = tuner(pixels)
-        if uses_cached_features(tuner):
-            features = tuner.encode(pixels)
-            if not torch.allclose(tuner.classify(features), logits, atol=1e-5):
-                raise TunerCheckError("forward(x) differs from classify(encode(x)): feature caching would change results")
-    if uses_cached_features(tuner):
-        with torch.enable_grad():
-            if tuner.encode(pixels).requires_grad:
-                raise TunerCheckError("encode depends on trainable parameters; the harness caches it as frozen")
-    again, _, _ = step()
+    if contract.caches_features(tuner):
+        _contract(contract.check_encode_then_classify, tuner, pixels, logits)
+        _contract(contract.check_frozen_encoder, tuner, pixels)
+        key = _contract(contract.feature_key, tuner, config, clip)
+    again, _, _, again_clip = step()
     with torch.no_grad():
         if not torch.equal(again.eval()(pixels), logits):
             raise TunerCheckError("two runs under the same seed gave different outputs")
+    if contract.caches_features(tuner) and _contract(contract.feature_key, again, config, again_clip) != key:
+        raise TunerCheckError(f"{tuner_cls.__name__}.feature_key() differs between two builds of one config and seed: its features would never be shared")
     trainable, total = count_parameters(tuner)
     return {"trainable_params": trainable, "total_params": total}

@@ -6,7 +6,9 @@ import torch
 from torch import Tensor
 from transformers import CLIPModel, PreTrainedTokenizerBase
 
-from vptbench.errors import DataError
+from vptbench.errors import DataError, ModelError
+
+COINCIDENT = 0.9999  # cosine similarity above which two classes' text features count as the same
 
 
 def pooled(output: Tensor | object) -> Tensor:
@@ -43,6 +45,42 @@ def class_text_features(clip: CLIPModel, prompts: list[dict[str, Tensor]]) -> Te
         for tokens in prompts
     ]
     return normalize(torch.stack(per_template).mean(dim=0))
+
+
+def check_distinct_class_features(model, class_names: list[str], templates: list[str], threshold: float = COINCIDENT) -> None:
+    """Refuse, before any training, class prompts whose text features (averaged over the templates,
+    as zero-shot uses them) coincide for two distinct classes: zero-shot would sit at chance and a
+    text-side tuner at loss ln(classes), and the run would still exit 0. `model` is a LoadedModel.
+    One ModelError line names the model, the two closest classes and, where it shows, why."""
+    from vptbench.clip.text import eos_positions
+
+    prompts = class_prompts(model.tokenizer, class_names, templates)
+    with torch.no_grad():
+        features = class_text_features(model.clip, prompts).float()
+    similarity = features @ features.t()
+    similarity.fill_diagonal_(-2.0)
+    best = int(similarity.argmax())
+    first, second = sorted(divmod(best, len(class_names)))
+    value = float(similarity[first, second])
+    if value <= threshold:
+        return
+    ids = [tokens["input_ids"].cpu() for tokens in prompts]
+    pooled_at = [eos_positions(model.clip, batch) for batch in ids]
+    if all(torch.equal(batch[first], batch[second]) for batch in ids):
+        cause = ": their prompts tokenize to the same ids (does the tokenizer know their words?)"
+    elif all(int(at[first]) == int(at[second]) and torch.equal(batch[first, : int(at[first]) + 1], batch[second, : int(at[first]) + 1]) for batch, at in zip(ids, pooled_at, strict=True)):
+        at = int(pooled_at[0][first])
+        eos, end = model.clip.text_model.eos_token_id, getattr(model.tokenizer, "eos_token_id", None)
+        cause = (
+            f": the text tower pools token {at} of their prompts, before they differ "
+            f"(the text tower's eos_token_id is {eos}, the tokenizer's end token {end})"
+        )
+    else:
+        cause = ""
+    raise ModelError(
+        f"models.{model.name}: classes {class_names[first]!r} and {class_names[second]!r} get the same text features "
+        f"(cosine similarity {value:.6f}){cause}; zero-shot and text prompts cannot tell them apart"
+    )
 
 
 def normalize(features: Tensor) -> Tensor:

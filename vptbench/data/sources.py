@@ -60,9 +60,14 @@ BUILTIN_DATASETS: dict[str, Callable[[], dict[str, RawSplit]]] = {
 
 def load_images(
     name: str, spec: DatasetSpec, model: LoadedModel, progress=None, trains: Callable[[], bool] = lambda: True,
+    window: tuple[float, float] | None = None,
 ) -> ImageData:  # fmt: skip
     """Load `spec`'s splits and decode them once, at the model's input size. `trains()` says whether
-    any run will train, asked only when a split lacks a tested class: then that matters."""
+    any run will train, asked only when a split lacks a tested class: then that matters. `window`
+    is the value range images deeper than 8 bits are scaled from (`store.to_8bit`; by default each
+    mode's declared range, or an I/F image's own min..max); a dataset's `intensity_window`, should
+    the registry declare one, is used when `window` is not given."""
+    window = window if window is not None else getattr(spec, "intensity_window", None)
     raw = _read(name, spec)
     declared = {"train": spec.train_split, "test": spec.test_split, "validation": spec.validation_split}
     named = {role: declared[role] or role for role in raw}  # as the dataset names its splits
@@ -75,7 +80,7 @@ def load_images(
     splits = {}
     for role, (images, labels) in raw.items():
         where = f"datasets.{name}: split '{named[role]}'"
-        splits[role] = ImageSplit(*preprocess(images, labels, model.image_processor, where, progress))
+        splits[role] = ImageSplit(*preprocess(images, labels, model.image_processor, where, progress, window))
     mean, std = model.mean_std
     return ImageData(
         train=splits["train"], test=splits["test"], validation=splits.get("validation"), mean=mean, std=std
@@ -100,18 +105,21 @@ def _read_hf(name: str, spec: DatasetSpec) -> dict[str, RawSplit]:
             raise DataError(f"datasets.{name}: image folder '{spec.path}' {folder_missing(folder)}")
         args, kwargs = ("imagefolder",), {"data_dir": str(folder)}
     else:
-        args, kwargs = (spec.id,), {"revision": spec.revision}
+        folder, args, kwargs = None, (spec.id,), {"revision": spec.revision}
     try:
         loaded = datasets.load_dataset(*args, **kwargs)
     except Exception as exc:  # noqa: BLE001 - datasets raises many types; all mean "cannot load"
-        raise DataError(_explain(name, spec, exc)) from None
+        # a split folder without images reads as `Instruction "test" corresponds to no data!`
+        layout = _layout_problem(name, spec, folder) if spec.source == "imagefolder" else ""
+        raise DataError(layout or _explain(name, spec, exc)) from exc
     wanted = {"train": spec.train_split, "test": spec.test_split}
     if spec.validation_split:
         wanted["validation"] = spec.validation_split
     out = {}
     for role, split in wanted.items():
         if split not in loaded:
-            raise DataError(f"datasets.{name}: split '{split}' not found; the dataset has {', '.join(loaded)}")
+            layout = _layout_problem(name, spec, folder) if spec.source == "imagefolder" else ""
+            raise DataError(layout or f"datasets.{name}: split '{split}' not found; the dataset has {', '.join(loaded)}")
         data = loaded[split]
         for column in (spec.image_column, spec.label_column):
             if column not in data.column_names:
@@ -124,6 +132,36 @@ def _read_hf(name: str, spec: DatasetSpec) -> dict[str, RawSplit]:
         _check_label_names(name, spec, data.features[spec.label_column], Path(spec.path).expanduser() if spec.source == "imagefolder" else None)
         out[role] = (LazyImages(data, spec.image_column), list(data[spec.label_column]))
     return out
+
+
+def _is_image(path: Path) -> bool:
+    """A file `datasets`' imagefolder reads as an image (by its extension, as imagefolder decides)."""
+    from datasets.packaged_modules.imagefolder.imagefolder import ImageFolder
+
+    return path.is_file() and not path.name.startswith(".") and path.suffix.lower() in ImageFolder.EXTENSIONS
+
+
+def _visible(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+
+
+def _layout_problem(name: str, spec: DatasetSpec, folder: Path) -> str:
+    """The one line naming an image folder that lacks a declared split's folder of images, or "".
+    `datasets` answers such a folder with a split that is simply missing or with its own
+    `Instruction "test" corresponds to no data!`, neither naming the folder or the layout it needs."""
+    splits = [spec.train_split, spec.test_split, *([spec.validation_split] if spec.validation_split else [])]
+    layout = " and ".join(f"'{folder / split}/<class>/*.png'" for split in splits)
+    for split in splits:
+        where = folder / split
+        if not where.is_dir():
+            entries = [p.name + ("/" if p.is_dir() else "") for p in _visible(folder)]
+            holds = f"it holds {first_few(entries)}" if entries else "it is empty"
+            return f"datasets.{name}: image folder '{folder}' has no '{split}' folder ({holds}); expected the layout {layout}"
+        if not any(_is_image(p) for p in where.rglob("*")):
+            files = [str(p.relative_to(where)) for p in sorted(where.rglob("*")) if p.is_file() and not p.name.startswith(".")]
+            holds = f"only {first_few(files)}" if files else "nothing"
+            return f"datasets.{name}: image folder '{folder}' has no image in its '{split}' folder (it holds {holds}); expected the layout {layout}"
+    return ""
 
 
 def _refuse_unlabelled_folders(name: str, folder: Path) -> None:
@@ -180,7 +218,7 @@ def _check_label_names(name: str, spec: DatasetSpec, feature, folder: Path | Non
     if len(names) != len(spec.class_names):
         raise DataError(
             f"datasets.{name}: class_names lists {len(spec.class_names)} classes but the label column has "
-            f"{len(names)} ({', '.join(names)}){_class_folders_not_everywhere(folder) if folder else ''}"
+            f"{len(names)} ({', '.join(names)}){_class_folders_without_images(folder) + _class_folders_not_everywhere(folder) if folder else ''}"
         )
     position = {_plain(label): index for index, label in enumerate(names)}
     for index, class_name in enumerate(spec.class_names):
@@ -191,11 +229,23 @@ def _check_label_names(name: str, spec: DatasetSpec, feature, folder: Path | Non
             )
 
 
+def _class_folders(folder: Path) -> dict[str, list[Path]]:
+    """Each split folder's class folders, by split name."""
+    splits = [split for split in _visible(folder) if split.is_dir()]
+    return {split.name: [p for p in _visible(split) if p.is_dir()] for split in splits}
+
+
+def _class_folders_without_images(folder: Path) -> str:
+    """A class folder without an image is no class to `datasets`: name such folders, or ""."""
+    empty = [f"{split}/{c.name}" for split, classes in sorted(_class_folders(folder).items()) for c in classes if not any(_is_image(p) for p in c.iterdir())]
+    return f"; class folders without an image: {first_few(empty)} (a class is a folder holding images)" if empty else ""
+
+
 def _class_folders_not_everywhere(folder: Path) -> str:
     """An image folder's labels are the union of every split's class folders, so one class spelled
-    two ways (`train/cherry`, `test/cherries`) becomes two classes: name such folders, or ""."""
-    splits = [split for split in folder.iterdir() if split.is_dir() and not split.name.startswith(".")]
-    classes = {split.name: {p.name for p in split.iterdir() if p.is_dir() and not p.name.startswith(".")} for split in splits}
+    two ways (`train/cherry`, `test/cherries`) becomes two classes: name such folders, or "".
+    Folders without an image are no class (`_class_folders_without_images` names them)."""
+    classes = {split: {c.name for c in found if any(_is_image(p) for p in c.iterdir())} for split, found in _class_folders(folder).items()}
     everywhere = set.intersection(*classes.values()) if classes else set()
     odd = [f"{split}/{c}" for split, names in sorted(classes.items()) for c in sorted(names - everywhere)]
     return f"; class folders not in every split: {first_few(odd)} (spell each class's folder the same in every split)" if odd else ""

@@ -51,10 +51,13 @@ class Splits:
     test: ImageSplit
 
 
-def preprocess(images: Sequence, labels: list[int], processor, what: str, progress=None) -> tuple[Tensor, Tensor]:
+def preprocess(
+    images: Sequence, labels: list[int], processor, what: str, progress=None, window: tuple[float, float] | None = None
+) -> tuple[Tensor, Tensor]:  # fmt: skip
     """Resize and crop every image once with the model's own processor, keeping uint8.
 
     Every image is tried before failing, so the error names all the unreadable ones at once.
+    `window` is the value range that images deeper than 8 bits are scaled from (see `to_8bit`).
     """
     chunks, unreadable = [], []
     describe = getattr(images, "describe", str)
@@ -63,7 +66,7 @@ def preprocess(images: Sequence, labels: list[int], processor, what: str, progre
         batch = []
         for index in range(start, min(start + CHUNK, len(images))):
             try:
-                batch.append(_rgb(images[index]))
+                batch.append(_rgb(images[index], window))
             except Exception as exc:  # noqa: BLE001 - PIL and datasets raise many types for one bad file
                 unreadable.append((describe(index), exc))
         if batch and not unreadable:
@@ -79,10 +82,37 @@ def preprocess(images: Sequence, labels: list[int], processor, what: str, progre
     return torch.cat(chunks), torch.tensor(labels, dtype=torch.long)
 
 
-def _rgb(image):
-    """Decode now (PIL opens lazily) and convert to RGB."""
+def _rgb(image, window: tuple[float, float] | None = None):
+    """Decode now (PIL opens lazily) and convert to RGB. Images deeper than 8 bits are scaled into
+    8 bits first (`to_8bit`): PIL's own conversion would clip every value above 255 to white."""
     image.load()
-    return image if image.mode == "RGB" else image.convert("RGB")
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
+        image = to_8bit(image, window)
+    return image.convert("RGB")  # 1, L, P, RGBA (alpha dropped), CMYK, ...: PIL's conversion
+
+
+def to_8bit(image, window: tuple[float, float] | None = None):
+    """A 16-bit, 32-bit integer or float single-channel image as an 8-bit ("L") one, scaled linearly
+    from a window onto 0..255. The window is `window` when given (values outside it clip: a chosen
+    window, as a CT's); otherwise the mode's declared range, 0..65535 for I;16 (and I;16B/L/N),
+    and for I (int32) and F (float), which declare none, the image's own minimum..maximum (a
+    constant image becomes black). NaN or infinite pixels are refused, not guessed at."""
+    import numpy as np
+    from PIL import Image
+
+    values = np.asarray(image, dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise ValueError(f"{image.mode} image has NaN or infinite pixel values")
+    if window is not None:
+        low, high = window
+    elif image.mode.startswith("I;16"):
+        low, high = (-32768, 32767) if image.mode == "I;16S" else (0, 65535)
+    else:
+        low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    scaled = (values - low) * (255 / (high - low)) if high > low else np.zeros_like(values)
+    return Image.fromarray(np.rint(scaled).clip(0, 255).astype(np.uint8), mode="L")
 
 
 def make_splits(data: ImageData, val_fraction: float, seed: int, class_names: Sequence[str] = (), selects: bool = True) -> Splits:
@@ -103,7 +133,7 @@ def make_splits(data: ImageData, val_fraction: float, seed: int, class_names: Se
             range(len(labels)), test_size=val_fraction, stratify=None if problem else labels, random_state=seed
         )
     except ValueError as exc:
-        raise DataError(f"cannot carve a stratified validation split ({val_fraction:.0%} of train): {exc}") from None
+        raise DataError(f"cannot carve a stratified validation split ({val_fraction:.0%} of train): {exc}") from exc
     return Splits(
         data.train.subset(torch.tensor(sorted(idx_train))),
         data.train.subset(torch.tensor(sorted(idx_val))),

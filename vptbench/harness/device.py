@@ -113,5 +113,5 @@ def phase(during: str) -> Iterator[None]:
     """Whatever runs inside that exhausts CUDA memory raises OutOfMemory(during)."""
     try:
         yield
-    except torch.cuda.OutOfMemoryError:
-        raise OutOfMemory(during) from None
+    except torch.cuda.OutOfMemoryError as exc:
+        raise OutOfMemory(during) from exc

@@ -19,7 +19,10 @@ import torch
 
 from vptbench.errors import UsageError, first_line
 from vptbench.harness.guarded import failed_record, run_guarded
-from vptbench.harness.runner import Observer, PlannedExperiment, QuietObserver, Workbench
+from vptbench.harness.observer import Observer, QuietObserver
+from vptbench.harness.planning import PlannedExperiment
+from vptbench.harness.workbench import Workbench
+from vptbench.results.records import RunRecord
 
 Pending = list[tuple[PlannedExperiment, int]]
 
@@ -27,7 +30,7 @@ Pending = list[tuple[PlannedExperiment, int]]
 class Executor(Protocol):
     runs_here: bool  # runs use this process's device (else the suite's data stays on the CPU for the workers)
 
-    def run(self, bench: Workbench, pending: Pending, observer: Observer, retry_oom: bool) -> Iterator[dict]: ...
+    def run(self, bench: Workbench, pending: Pending, observer: Observer, retry_oom: bool) -> Iterator[RunRecord]: ...
 
     def in_flight(self) -> Pending:
         """The runs started but not finished: what an interrupt leaves behind."""
@@ -42,7 +45,7 @@ class LocalExecutor:
     def __init__(self) -> None:
         self._current: Pending = []
 
-    def run(self, bench: Workbench, pending: Pending, observer: Observer, retry_oom: bool) -> Iterator[dict]:
+    def run(self, bench: Workbench, pending: Pending, observer: Observer, retry_oom: bool) -> Iterator[RunRecord]:
         for experiment, seed in pending:
             self._current = [(experiment, seed)]
             record = run_guarded(bench, experiment, seed, observer, retry_oom)
@@ -53,7 +56,7 @@ class LocalExecutor:
         return self._current
 
 
-def _remote_run(bench: Workbench, experiment: PlannedExperiment, seed: int, device_name: str, retry_oom: bool) -> dict:
+def _remote_run(bench: Workbench, experiment: PlannedExperiment, seed: int, device_name: str, retry_oom: bool) -> RunRecord:
     """A Ray task: the shared workbench (from the object store) on this worker's device."""
     from vptbench.harness.device import use_device
 
@@ -71,14 +74,14 @@ class RayExecutor:
     def __init__(self, address: str | None, device_name: str, max_retries: int = 2) -> None:
         try:
             import ray
-        except ImportError:
-            raise UsageError("--executor ray needs Ray: pip install 'vptbench[ray]'") from None
+        except ImportError as exc:
+            raise UsageError("--executor ray needs Ray: pip install 'vptbench[ray]'") from exc
         self.ray, self.address, self.device_name, self.max_retries = ray, address, device_name, max_retries
         self._outstanding: dict = {}
         if address:
             check_reachable(address)
 
-    def run(self, bench: Workbench, pending: Pending, observer: Observer, retry_oom: bool) -> Iterator[dict]:
+    def run(self, bench: Workbench, pending: Pending, observer: Observer, retry_oom: bool) -> Iterator[RunRecord]:
         ray = self.ray
         if not ray.is_initialized():
             logging.getLogger(RAY_TOKEN_LOGGER).addFilter(_drop_token_notice)
@@ -86,7 +89,7 @@ class RayExecutor:
             try:
                 ray.init(address=self.address, include_dashboard=False, log_to_driver=False, configure_logging=False)
             except Exception as exc:  # noqa: BLE001 - connection errors come in many types
-                raise UsageError(f"--address: cannot connect to a Ray cluster at '{self.address}': {first_line(exc)}") from None
+                raise UsageError(f"--address: cannot connect to a Ray cluster at '{self.address}': {first_line(exc)}") from exc
             finally:  # ray.init installs its own SIGTERM handler, which would kill the suite unrecorded
                 if on_sigterm is not None and threading.current_thread() is threading.main_thread():
                     signal.signal(signal.SIGTERM, on_sigterm)
@@ -128,4 +131,4 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
     try:
         socket.create_connection((host, int(port)), timeout=timeout).close()
     except OSError as exc:
-        raise UsageError(f"--address: nothing answers at '{address}' ({exc.strerror or type(exc).__name__})") from None
+        raise UsageError(f"--address: nothing answers at '{address}' ({exc.strerror or type(exc).__name__})") from exc

@@ -1,10 +1,13 @@
 """Frozen-encoder features computed once per suite and shared by experiments and seeds.
 
-A feature tuner that names its encoder with `feature_key()` (zero-shot and the linear probe share
-CLIP's projected image features) gets the features of the whole dataset once per frozen model (a
-tuner that changes its copy of CLIP gets its own); each run then picks its seeded splits out of
-them. With a cache folder, they also persist across runs, keyed by a hash of everything they depend
-on: weights, model settings, decoded pixels, normalisation, precision and versions.
+A feature tuner (one that sets `caches_features = True`, `vptbench.protocol.FeatureTuner`) gets the
+features of the whole dataset once per feature key and frozen model (a tuner that changes its copy
+of CLIP gets its own); each run then picks its seeded splits out of them. The key is the tuner's
+`feature_key()` (zero-shot and the linear probe share CLIP's projected image features), else
+`vptbench.contract.default_feature_key`: the tuner class, its `encode` source, its config and its
+own frozen tensors, so runs and seeds of one class and config share features and two classes never
+do. With a cache folder, they also persist across runs, keyed by a hash of everything they depend
+on: the key, weights, model settings, decoded pixels, normalisation, precision and versions.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from vptbench.data import ImageData, ImageSplit
 from vptbench.errors import UsageError
 from vptbench.harness.device import describe
 from vptbench.harness.fingerprints import model_digest
-from vptbench.results import write_atomic, write_problem
+from vptbench.results.io import write_atomic, write_problem
 
 
 def encode_dataset(encode: Callable[[Tensor], Tensor], data: ImageData, transform: Callable[[Tensor], Tensor], batch_size: int) -> ImageData:
@@ -43,7 +46,7 @@ class FeatureStore:
             try:
                 directory.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise UsageError(f"--feature-cache: cannot use '{directory}' as a folder: {exc.strerror}") from None
+                raise UsageError(f"--feature-cache: cannot use '{directory}' as a folder: {exc.strerror}") from exc
             problem = write_problem(directory)
             if problem:
                 raise UsageError(f"--feature-cache: cannot write to '{directory}': {problem}")
@@ -51,7 +54,7 @@ class FeatureStore:
         self.memory: dict[tuple[str, str, str], ImageData] = {}
 
     def get(self, key: str | None, precision: str, model: nn.Module, data: ImageData, compute: Callable[[], ImageData]) -> tuple[ImageData, str]:
-        """The features and where they came from: computed, memory or disk."""
+        """The features and where they came from: computed, memory or disk (a None key: computed every time)."""
         if key is None:
             return compute(), "computed"
         weights = model_digest(model)

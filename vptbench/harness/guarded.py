@@ -9,43 +9,35 @@ import torch
 
 from vptbench.errors import VptbenchError, first_line
 from vptbench.harness.device import OutOfMemory, free_failed_attempt
-from vptbench.harness.runner import Observer, PlannedExperiment, Workbench, run_one
+from vptbench.harness.observer import Observer
+from vptbench.harness.planning import PlannedExperiment
+from vptbench.harness.runner import run_one
+from vptbench.harness.workbench import Workbench
 from vptbench.registry import Training
+from vptbench.results.records import RunRecord, Status
 
 
-def params_of(plan: PlannedExperiment) -> dict:
-    return plan.config.model_dump(mode="json") if plan.config is not None else dict(plan.spec.params)
-
-
-def reference_of(plan: PlannedExperiment) -> dict | None:
-    return plan.spec.reference.model_dump() if plan.spec.reference else None
-
-
-def run_guarded(bench: Workbench, plan: PlannedExperiment, seed: int, observer: Observer, retry_oom: bool = False) -> dict:
-    """The run's record; an exception gives a `failed` row with one line (the traceback rides along
-    under "traceback" for the suite's errors.log), CUDA out-of-memory gives `oom`."""
+def run_guarded(bench: Workbench, plan: PlannedExperiment, seed: int, observer: Observer, retry_oom: bool = False) -> RunRecord:
+    """The run's record; an exception gives a `failed` record with one line (the traceback rides
+    along for the suite's errors.log), CUDA out-of-memory gives `oom`."""
     if plan.tuner is None:
-        record = failed_record(plan, seed, plan.error)
-        return {**record, "traceback": plan.traceback} if plan.traceback else record
+        return failed_record(plan, seed, plan.error, trace=plan.traceback)
     out_of_memory = ""
     try:
-        record = run_one(bench, plan, seed, observer)
+        return run_one(bench, plan, seed, observer)
     except (OutOfMemory, torch.cuda.OutOfMemoryError) as exc:
         # handled below: inside this block the traceback keeps the failed run's tensors alive
         out_of_memory = exc.during if isinstance(exc, OutOfMemory) else "setting up"
     except VptbenchError as exc:
         return failed_record(plan, seed, str(exc))
     except Exception as exc:  # noqa: BLE001 - a tuner's bug must not end the suite
-        record = failed_record(plan, seed, f"{type(exc).__name__}: {first_line(exc)} (traceback in errors.log)")
-        return {**record, "traceback": traceback.format_exc()}
-    if out_of_memory:
-        free_failed_attempt()
-        training = plan.training
-        if out_of_memory == "training" and retry_oom and training.accumulation_steps * 2 <= training.batch_size:
-            smaller = training.model_copy(update={"accumulation_steps": training.accumulation_steps * 2})
-            return run_guarded(bench, replace(plan, training=smaller), seed, observer, retry_oom)
-        return {**failed_record(plan, seed, _out_of_memory_advice(out_of_memory, training)), "status": "oom"}
-    return {**record, "params": params_of(plan), "reference": reference_of(plan)}
+        return failed_record(plan, seed, f"{type(exc).__name__}: {first_line(exc)} (traceback in errors.log)", trace=traceback.format_exc())
+    free_failed_attempt()
+    training = plan.training
+    if out_of_memory == "training" and retry_oom and training.accumulation_steps * 2 <= training.batch_size:
+        smaller = training.with_changes(accumulation_steps=training.accumulation_steps * 2)
+        return run_guarded(bench, replace(plan, training=smaller), seed, observer, retry_oom)
+    return failed_record(plan, seed, _out_of_memory_advice(out_of_memory, training), Status.oom)
 
 
 def _out_of_memory_advice(during: str, training: Training) -> str:
@@ -60,13 +52,15 @@ def _out_of_memory_advice(during: str, training: Training) -> str:
     return f"CUDA out of memory while {during}: the model does not fit on this device"
 
 
-def failed_record(plan: PlannedExperiment, seed: int, error: str) -> dict:
-    return {
-        "experiment": plan.id,
-        "tuner": plan.spec.tuner,
-        "seed": seed,
-        "status": "failed",
-        "error": first_line(Exception(error)) if error.strip() else "unknown error",
-        "params": params_of(plan),
-        "reference": reference_of(plan),
-    }
+def failed_record(plan: PlannedExperiment, seed: int, error: str, status: Status = Status.failed, trace: str = "") -> RunRecord:
+    """The record of a run that did not finish: its identity, settings, status and one line of why."""
+    return RunRecord(
+        experiment=plan.id,
+        tuner=plan.spec.tuner,
+        seed=seed,
+        status=status,
+        error=first_line(Exception(error)) if error.strip() else "unknown error",
+        params=plan.params(),
+        reference=plan.reference(),
+        traceback=trace,
+    )

@@ -13,9 +13,11 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from vptbench import contract
 from vptbench.errors import VptbenchError, first_line
+from vptbench.harness.counting import count_parameters
 from vptbench.harness.device import clock, free_failed_attempt, peak_memory, reset_peak_memory
-from vptbench.harness.runner import PlannedExperiment, count_parameters, uses_cached_features
+from vptbench.harness.planning import PlannedExperiment
 from vptbench.harness.seeding import seed_everything
 from vptbench.harness.trainer import Precision, make_optimizer, train_step
 
@@ -77,8 +79,8 @@ def measure(
     size = clip.config.vision_config.image_size
     pixels = torch.randn(batch_size, 3, size, size, device=device)
     labels = torch.randint(0, task.num_classes, (batch_size,), device=device)
-    forward_only = not trainable or uses_cached_features(tuner)
-    plain = (tuner.encode if uses_cached_features(tuner) else tuner) if forward_only else tuner
+    forward_only = not trainable or contract.caches_features(tuner)
+    plain = (tuner.encode if contract.caches_features(tuner) else tuner) if forward_only else tuner
     fast = torch.compile(plain) if compile_model else plain
     if forward_only:
         tuner.eval()

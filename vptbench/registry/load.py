@@ -35,15 +35,15 @@ def load_registry(path: Path | None = None) -> tuple[Registry, Path]:
     try:
         text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is not a TOML error
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: config file not found") from exc
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
+        raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from exc
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: malformed TOML: {exc}") from None
+        raise ConfigError(f"{path}: malformed TOML: {exc}") from exc
     registry = validate(Registry, data, path)
     models = {name: paths_from(path.parent, spec) for name, spec in registry.models.items()}
     datasets = {name: paths_from(path.parent, spec) for name, spec in registry.datasets.items()}
@@ -67,7 +67,7 @@ def validate(model: type[BaseModel], data: Any, path: Path, prefix: str = "", ex
     try:
         return model.model_validate_json(text, strict=strict, extra=extra)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, path, prefix)) from None
+        raise ConfigError(format_validation_error(exc, path, prefix)) from exc
 
 
 def format_validation_error(exc: ValidationError, path: Path, prefix: str = "", shown: int = 3) -> str:

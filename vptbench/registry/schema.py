@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Optional
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, create_model, model_validator
+from pydantic.fields import FieldInfo
 
 
 class Strict(BaseModel):
@@ -39,8 +40,8 @@ def check_template(template: str) -> str:
     try:
         if template.format("\0").count("\0") != 1:
             raise ValueError
-    except (IndexError, KeyError, ValueError):
-        raise ValueError(f"template {template!r} must contain exactly one '{{}}' for the class name") from None
+    except (IndexError, KeyError, ValueError) as exc:
+        raise ValueError(f"template {template!r} must contain exactly one '{{}}' for the class name") from exc
     return template
 
 
@@ -122,20 +123,27 @@ class Training(Strict):
     seeds: Annotated[list[Seed], Field(min_length=1), AfterValidator(_unique)] = [0]
     convergence: Convergence = Convergence()
 
+    def with_changes(self, **changes: Any) -> Training:
+        """These settings with `changes` applied (the command line's, an out-of-memory retry's),
+        validated as the registry's own are: no override slips past a bound."""
+        return Training.model_validate({**self.model_dump(), **changes})
 
-class TrainingOverride(Strict):
-    """The subset of Training an experiment may change; unset fields inherit the suite's."""
 
-    optimizer: Literal["adam", "adamw", "sgd"] | None = None
-    lr: Annotated[float, Field(gt=0)] | None = None
-    weight_decay: Annotated[float, Field(ge=0)] | None = None
-    epochs: Annotated[int, Field(ge=1)] | None = None
-    batch_size: Annotated[int, Field(ge=1)] | None = None
-    accumulation_steps: Annotated[int, Field(ge=1)] | None = None
-    precision: PrecisionName | None = None
-    compile: bool | None = None
-    eval_every: Annotated[int, Field(ge=1)] | None = None
-    convergence: Convergence | None = None
+SUITE_WIDE = ("eval_batch_size", "val_fraction", "seeds")  # alike for every experiment of a suite
+
+
+def _overridable(field: FieldInfo) -> tuple[Any, Any]:
+    """Training's field as an override: the same type and bounds, None when the experiment inherits it."""
+    bounded = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
+    return Optional[bounded], Field(None, description=field.description)  # noqa: UP045 - built at runtime: `X | None` needs a type, not an Annotated alias
+
+
+TrainingOverride = create_model(
+    "TrainingOverride",
+    __base__=Strict,
+    __doc__="The settings of Training an experiment may change; unset fields inherit the suite's.",
+    **{name: _overridable(field) for name, field in Training.model_fields.items() if name not in SUITE_WIDE},
+)
 
 
 class Reference(Strict):

@@ -8,6 +8,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from vptbench.reporting.tables import CACHED_NOTE, NUMERIC, display_rows, flat_frame, shows_cached, summarize
+from vptbench.results.records import RunRecord
 
 
 def make_table(title: str, columns: Iterable[str], widths: dict[str, int] | None = None) -> Table:
@@ -30,7 +31,7 @@ THROUGHPUT_COLUMNS = ("Experiment", "Tuner", "Mode", "Trainable", "Step", "Image
 THROUGHPUT_PRIORITY = ["Experiment", "Images/s", "Status", "Step", "MFU", "Peak mem", "Tuner", "Trainable", "Mode", "TFLOP/s", "GFLOPs/img"]
 
 
-def summary_table(records: list[dict], plan: list[str], title: str, width: int) -> Table:
+def summary_table(records: list[RunRecord], plan: list[str], title: str, width: int) -> Table:
     """The run summary in `width` columns: no cell is ever wrapped, so the least important
     columns are left out (and named) when the terminal is too narrow for all of them."""
     rows = display_rows(summarize(flat_frame(records), plan))

@@ -7,7 +7,8 @@ from pathlib import Path
 import pandas as pd
 
 from vptbench.reporting.tables import CACHED_NOTE, NUMERIC, display_rows, shows_cached, summarize
-from vptbench.results import missing_runs
+from vptbench.results.manifest import RunManifest
+from vptbench.results.records import RunRecord, missing_keys
 
 # torch warns of this once a process, in the middle of the progress bars; the report says it instead
 CUDA_NOTE = (
@@ -16,28 +17,28 @@ CUDA_NOTE = (
 )
 
 
-def markdown_report(meta: dict, records: list[dict], frame: pd.DataFrame, plots: list[Path]) -> str:
-    env = meta.get("environment", {})
+def markdown_report(meta: RunManifest, records: list[RunRecord], frame: pd.DataFrame, plots: list[Path]) -> str:
+    env = meta.environment
     packages = env.get("packages", {})
     lines = [
-        f"# vptbench report: suite `{meta['suite']}`",
+        f"# vptbench report: suite `{meta.suite}`",
         "",
-        f"- Started {meta.get('started') or '?'}{_resumed(meta)}, status **{meta.get('status', '?')}**, device {meta.get('device', '?')}",
+        f"- Started {meta.started or '?'}{_resumed(meta)}, status **{meta.status}**, device {meta.device}",
         *_provenance(meta),
-        f"- {_seeds(meta, records)}; model `{meta['config']['model_name']}`, "
-        f"dataset `{meta['config']['dataset_name']}`",
+        f"- {_seeds(meta, records)}; model `{meta.config.model_name}`, "
+        f"dataset `{meta.config.dataset_name}`",
         f"- torch {packages.get('torch')}, transformers {packages.get('transformers')}, vptbench "
         f"{packages.get('vptbench')}, commit {env.get('git_commit') or 'unknown'}",
         "- Model selection and convergence use the validation split only; the test split is evaluated once, "
         "on the selected state. Test accuracy shows mean ± std over seeds, or a 95 % (Wilson) interval "
         "for a single seed; (!) marks a reference value outside the 95 % interval of the (mean) test "
         "accuracy over this test split.",
-        *([CUDA_NOTE] if str(meta.get("device", "")).startswith("cuda") else []),
+        *([CUDA_NOTE] if meta.device.startswith("cuda") else []),
         "",
         "## Summary",
         "",
     ]
-    rows = display_rows(summarize(frame, meta["plan"]))
+    rows = display_rows(summarize(frame, meta.plan))
     if rows:  # the displayed strings as they are ("0.960", not a re-parsed 0.96), numbers right-aligned
         align = ["right" if column in NUMERIC else "left" for column in rows[0]]
         lines += [pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True, colalign=align), ""]
@@ -51,81 +52,92 @@ def markdown_report(meta: dict, records: list[dict], frame: pd.DataFrame, plots:
         note = "The curves show each experiment's first successful seed; the scatter plots show every run."
         lines += ["## Plots", "", note, ""] + [f"![{p.stem.replace('_', ' ')}]({p.name})" for p in plots] + [""]
     lines += ["## Per experiment", ""]
-    settings = meta["config"].get("experiments", {})
+    settings = meta.config.experiments
     for record in records:
-        lines += _experiment_section(record, settings.get(record["experiment"], {}).get("training"))
+        entry = settings.get(record.experiment)
+        lines += _experiment_section(record, entry.training if entry else None)
     return "\n".join(lines)
 
 
-def _experiment_section(record: dict, training: dict | None) -> list[str]:
-    title = f"### {record['experiment']} · `{record['tuner']}` · seed {record['seed']} · {record['status']}"
+def missing_runs(meta: RunManifest, records: list[RunRecord]) -> str:
+    """A sentence naming the planned (experiment, seed) runs that have no record, or ""."""
+    missing = missing_keys(meta.plan, records)
+    if not missing:
+        return ""
+    remedy = "`vptbench run --resume` on the directory that ran them, then report again" if meta.status == "combined" else "`vptbench run --resume` runs them"
+    return f"Not run: {', '.join(missing)} ({len(missing)} of {len(meta.plan)} planned runs have no record; {remedy})"
+
+
+def _experiment_section(record: RunRecord, training: dict | None) -> list[str]:
+    title = f"### {record.experiment} · `{record.tuner}` · seed {record.seed} · {record.status}"
     lines = [title, ""]
-    if record.get("params"):
-        lines += ["Params: " + ", ".join(f"`{k}={v}`" for k, v in record["params"].items()), ""]
+    if record.params:
+        lines += ["Params: " + ", ".join(f"`{k}={v}`" for k, v in record.params.items()), ""]
     if training:  # what makes two rows comparable, e.g. a short --epochs run beside a full one
         lines += [_training_line(training, record), ""]
-    if record["status"] != "ok" and record.get("error"):
-        lines += [f"Error: {record['error']}", ""]
+    if record.status != "ok" and record.error:
+        lines += [f"Error: {record.error}", ""]
     if untrained := untrained_note(record):
         lines += [f"Warning: {untrained}", ""]
-    if not record.get("per_class"):
+    if not record.per_class or record.confusion_matrix is None:
         return lines
-    report = pd.DataFrame(record["per_class"]).rename(columns=str.capitalize)
+    per_class = [c.model_dump(by_alias=True) for c in record.per_class]
+    report = pd.DataFrame(per_class).rename(columns=str.capitalize)
     lines += [report.to_markdown(index=False, floatfmt=".3f"), ""]
     if absent := absent_classes_note(record):
         lines += [absent, ""]
-    names = [c["class"] for c in record["per_class"]]
-    confusion = pd.DataFrame(record["confusion_matrix"], index=names, columns=names)
+    names = [c.class_ for c in record.per_class]
+    confusion = pd.DataFrame(record.confusion_matrix, index=names, columns=names)
     confusion.index.name = "true \\ predicted"
     lines += ["Confusion matrix (rows: true class, columns: predicted):", "", confusion.to_markdown(), ""]
     return lines
 
 
-def absent_classes_note(record: dict) -> str:
+def absent_classes_note(record: RunRecord) -> str:
     """A sentence when the test split lacks a class: its macro-F1 then averages over fewer classes."""
-    absent = [c["class"] for c in record.get("per_class") or [] if c["support"] == 0]
+    absent = [c.class_ for c in record.per_class or [] if c.support == 0]
     return f"The test split has no image of {', '.join(absent)}: macro-F1 averages over the classes it holds or the model predicts." if absent else ""
 
 
-def untrained_note(record: dict) -> str:
+def untrained_note(record: RunRecord) -> str:
     """A sentence when parameters that look trained never were: trainable ones no gradient reached,
     or, with nothing trainable, parameters the tuner added and froze (evaluated as initialised)."""
-    if record.get("frozen_added_params"):
-        return f"nothing is trainable, yet the tuner added {record['frozen_added_params']:,} parameters of its own: they were evaluated as initialised"
-    missing = record.get("trainable_without_gradient") or {}
-    if not missing.get("count"):
+    if record.frozen_added_params:
+        return f"nothing is trainable, yet the tuner added {record.frozen_added_params:,} parameters of its own: they were evaluated as initialised"
+    missing = record.trainable_without_gradient
+    if missing is None or not missing.count:
         return ""
-    names = ", ".join(missing["names"]) + (", …" if missing["tensors"] > len(missing["names"]) else "")
-    return f"{missing['count']:,} of the {record['trainable_params']:,} trainable parameters got no gradient in the first epoch, so they did not train ({names})"
+    names = ", ".join(missing.names) + (", …" if missing.tensors > len(missing.names) else "")
+    return f"{missing.count:,} of the {record.trainable_params or 0:,} trainable parameters got no gradient in the first epoch, so they did not train ({names})"
 
 
-def _training_line(training: dict, record: dict) -> str:
-    how = f"{record.get('precision', training['precision'])}, {'compiled' if training.get('compile') else 'eager'}"
-    if record.get("trainable_params") == 0:
+def _training_line(training: dict, record: RunRecord) -> str:
+    how = f"{record.precision or training['precision']}, {'compiled' if training.get('compile') else 'eager'}"
+    if record.trainable_params == 0:
         return f"Training: none, nothing is trainable; evaluated in {how}"
-    ran = f" (ran {record['epochs_run']})" if record.get("epochs_run") not in (None, training["epochs"]) else ""
+    ran = f" (ran {record.epochs_run})" if record.epochs_run not in (None, training["epochs"]) else ""
     return f"Training: {training['optimizer']} lr {training['lr']:g}, batch {training['batch_size']}, {training['epochs']} epoch{'' if training['epochs'] == 1 else 's'}{ran}, {how}"
 
 
-def _seeds(meta: dict, records: list[dict]) -> str:
+def _seeds(meta: RunManifest, records: list[RunRecord]) -> str:
     """The seeds, per experiment where they differ (runs combined from several directories)."""
     by_experiment: dict[str, list[int]] = {}
     for record in records:
-        by_experiment.setdefault(record["experiment"], []).append(record["seed"])
+        by_experiment.setdefault(record.experiment, []).append(record.seed)
     if len({tuple(sorted(seeds)) for seeds in by_experiment.values()}) > 1:
         return "Seeds " + "; ".join(f"{e}: {', '.join(map(str, sorted(seeds)))}" for e, seeds in by_experiment.items())
-    return f"Seeds {', '.join(map(str, meta.get('seeds', [])))}"
+    return f"Seeds {', '.join(map(str, meta.seeds))}"
 
 
-def _provenance(meta: dict) -> list[str]:
+def _provenance(meta: RunManifest) -> list[str]:
     """Where a copied or combined report's runs come from, and records left out as damaged."""
     lines = []
-    if sources := meta.get("sources"):
+    if sources := meta.sources:
         lines.append(f"- {'Combines the runs of' if len(sources) > 1 else 'A copy of'} {', '.join(f'`{s}`' for s in sources)}")
-        lines += [f"  - {o['run']} is in {len(o['in'])} of them; reported from `{o['reported']}`" for o in meta.get("overlapping_runs", [])]
-    lines += [f"- Damaged record, left out: `{damage['path']}` ({damage['problem']})" for damage in meta.get("damaged_records", [])]
+        lines += [f"  - {o.run} is in {len(o.in_)} of them; reported from `{o.reported}`" for o in meta.overlapping_runs]
+    lines += [f"- Damaged record, left out: `{damage.path}` ({damage.problem})" for damage in meta.damaged_records]
     return lines
 
 
-def _resumed(meta: dict) -> str:
-    return f" (resumed {', '.join(meta['resumed'])})" if meta.get("resumed") else ""
+def _resumed(meta: RunManifest) -> str:
+    return f" (resumed {', '.join(meta.resumed)})" if meta.resumed else ""

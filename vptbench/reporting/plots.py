@@ -7,7 +7,8 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from vptbench.results import write_atomic
+from vptbench.results.io import write_atomic
+from vptbench.results.records import RunRecord
 
 PLOTS = {
     "loss": "loss_curves.png",
@@ -17,16 +18,16 @@ PLOTS = {
 }
 
 
-def write_plots(run_dir: Path, records: list[dict]) -> list[Path]:
+def write_plots(run_dir: Path, records: list[RunRecord]) -> list[Path]:
     """Curves of each experiment's first successful seed (the legend names it), and accuracy against cost."""
-    ok = [r for r in records if r.get("status") == "ok"]
+    ok = [r for r in records if r.status == "ok"]
     if not ok:
         return []
-    first = {}
+    first: dict[str, RunRecord] = {}
     for record in ok:
-        first.setdefault(record["experiment"], record)
+        first.setdefault(record.experiment, record)
     written = []
-    trained = {e: r for e, r in first.items() if r["history"]}
+    trained = {e: r for e, r in first.items() if r.history}
     if trained:
         written.append(_save(run_dir / PLOTS["loss"], _loss_figure(trained)))
         written.append(_save(run_dir / PLOTS["val_accuracy"], _val_accuracy_figure(trained)))
@@ -35,40 +36,40 @@ def write_plots(run_dir: Path, records: list[dict]) -> list[Path]:
     return written
 
 
-def _loss_figure(trained: dict[str, dict]) -> Figure:
+def _loss_figure(trained: dict[str, RunRecord]) -> Figure:
     figure = Figure(figsize=(7, 4), layout="constrained")
     axes = figure.add_subplot()
     for index, (experiment, record) in enumerate(trained.items()):
-        epochs = [h["epoch"] for h in record["history"]]
+        history = record.history or []
         color = f"C{index % 10}"
-        name = f"{experiment} seed {record['seed']}"
-        axes.plot(epochs, [h["train_loss"] for h in record["history"]], color=color, label=f"{name} train")
-        evaluated = [h for h in record["history"] if h["val_loss"] is not None]
-        axes.plot([h["epoch"] for h in evaluated], [h["val_loss"] for h in evaluated], color=color, linestyle="--", label=f"{name} val")
+        name = f"{experiment} seed {record.seed}"
+        axes.plot([h.epoch for h in history], [h.train_loss for h in history], color=color, label=f"{name} train")
+        evaluated = [h for h in history if h.val_loss is not None]
+        axes.plot([h.epoch for h in evaluated], [h.val_loss for h in evaluated], color=color, linestyle="--", label=f"{name} val")
     axes.set(xlabel="epoch", ylabel="cross-entropy loss", title="Training (solid) and validation (dashed) loss")
     axes.legend(fontsize="small", ncols=2)
     return figure
 
 
-def _val_accuracy_figure(trained: dict[str, dict]) -> Figure:
+def _val_accuracy_figure(trained: dict[str, RunRecord]) -> Figure:
     figure = Figure(figsize=(7, 4), layout="constrained")
     axes = figure.add_subplot()
     for experiment, record in trained.items():
-        evaluated = [h for h in record["history"] if h["val_accuracy"] is not None]
-        axes.plot([h["epoch"] for h in evaluated], [h["val_accuracy"] for h in evaluated], label=f"{experiment} seed {record['seed']}")
+        evaluated = [h for h in record.history or [] if h.val_accuracy is not None]
+        axes.plot([h.epoch for h in evaluated], [h.val_accuracy for h in evaluated], label=f"{experiment} seed {record.seed}")
     axes.set(xlabel="epoch", ylabel="validation accuracy", title="Validation accuracy per epoch")
     axes.legend(fontsize="small")
     return figure
 
 
-def _scatter(records: list[dict], key: str, label: str, log: bool) -> Figure:
+def _scatter(records: list[RunRecord], key: str, label: str, log: bool) -> Figure:
     figure = Figure(figsize=(6, 4), layout="constrained")
     axes = figure.add_subplot()
-    colors = {e: f"C{i % 10}" for i, e in enumerate(dict.fromkeys(r["experiment"] for r in records))}
+    colors = {e: f"C{i % 10}" for i, e in enumerate(dict.fromkeys(r.experiment for r in records))}
     for record in records:
-        x = record[key]
-        axes.scatter(x, record["test_accuracy"], color=colors[record["experiment"]])
-        axes.annotate(record["experiment"], (x, record["test_accuracy"]), textcoords="offset points", xytext=(4, 4))
+        x, y = getattr(record, key), record.test_accuracy
+        axes.scatter(x, y, color=colors[record.experiment])
+        axes.annotate(record.experiment, (x, y), textcoords="offset points", xytext=(4, 4))
     if log:  # symmetric log: zero-shot's 0 trainable parameters sits at 0, not on a pretend 1
         axes.set_xscale("symlog", linthresh=1)
     axes.set(xlabel=label, ylabel="test accuracy", title=f"Test accuracy against {label}")

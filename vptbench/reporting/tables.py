@@ -7,18 +7,7 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
-from vptbench.results import split_run_key
-
-# Stable, documented column names of results.csv (one row per experiment x seed).
-COLUMNS = [
-    "experiment", "tuner", "seed", "status", "error",
-    "trainable_params", "total_params", "trainable_percent",
-    "train_accuracy", "val_accuracy", "test_accuracy", "test_macro_f1", "test_correct", "test_total",
-    "epochs_run", "best_epoch", "epochs_to_converge", "seconds_to_converge",
-    "setup_seconds", "train_seconds", "eval_seconds", "images_per_second",
-    "peak_memory_mb", "memory_kind", "device", "cached_features",
-    "ref_test_accuracy", "ref_trainable_params", "ref_epochs_to_converge",
-]  # fmt: skip
+from vptbench.results.records import COLUMNS, RunRecord, split_run_key
 
 # Counts that stay whole numbers in the CSVs (50, not 50.0) even where some rows have none.
 INTEGER_COLUMNS = [
@@ -40,24 +29,15 @@ CACHED_MARK = " †"
 CACHED_NOTE = "† trains a head on frozen features encoded once per suite; the encoding is in setup_seconds, not train time"
 
 
-def flat_frame(records: list[dict]) -> pd.DataFrame:
-    rows = []
-    for record in records:
-        row = {column: record.get(column) for column in COLUMNS}
-        confusion = record.get("confusion_matrix")
-        if confusion:
-            matrix = np.asarray(confusion)
-            row["test_correct"], row["test_total"] = int(np.trace(matrix)), int(matrix.sum())
-        for key, value in (record.get("reference") or {}).items():
-            row[f"ref_{key}"] = value
-        rows.append(row)
-    return pd.DataFrame(rows, columns=COLUMNS)
+def flat_frame(records: list[RunRecord]) -> pd.DataFrame:
+    """One row per run, results.csv's columns."""
+    return pd.DataFrame([record.csv_row() for record in records], columns=COLUMNS)
 
 
-def csv_text(frame: pd.DataFrame) -> str:
+def csv_text(frame: pd.DataFrame, header: bool = True) -> str:
     """The frame as CSV with its counts as whole numbers: 50, not the 50.0 that a missing value in
     another row makes of them. (Only here: in memory the columns stay floats, NaN where missing.)"""
-    return frame.astype({column: "Int64" for column in INTEGER_COLUMNS if column in frame and _whole_numbers(frame[column])}).to_csv(index=False)
+    return frame.astype({column: "Int64" for column in INTEGER_COLUMNS if column in frame and _whole_numbers(frame[column])}).to_csv(index=False, header=header)
 
 
 def _whole_numbers(column: pd.Series) -> bool:

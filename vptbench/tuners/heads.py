@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
-import inspect
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 from transformers import CLIPModel
 
 from vptbench.clip.features import class_prompts, class_text_features, cosine_logits, image_features
+from vptbench.contract import source_digest
 from vptbench.protocol import Task
 
 HeadKind = Literal["linear", "text"]
@@ -60,7 +59,10 @@ def make_head(kind: HeadKind, clip: CLIPModel, task: Task) -> nn.Module:
 
 
 class FrozenFeatureTuner(nn.Module):
-    """Frozen CLIP image features under a head; the harness caches `encode` once for all epochs."""
+    """Frozen CLIP image features under a head; the harness caches `encode` once for all epochs
+    (a `vptbench.protocol.FeatureTuner`)."""
+
+    caches_features: ClassVar[bool] = True
 
     def __init__(self, clip: CLIPModel, head: nn.Module) -> None:
         super().__init__()
@@ -81,11 +83,7 @@ class FrozenFeatureTuner(nn.Module):
         gets its own; an edited `encode` gets a new key (its source is hashed into it). An `encode`
         that reads the tuner's params must name them in its own key."""
         encode = type(self).encode
-        try:
-            source = hashlib.sha256(inspect.getsource(encode).encode()).hexdigest()[:12]
-        except (OSError, TypeError):  # defined where no source file is kept (a REPL, exec)
-            source = "no-source"
-        return f"{encode.__module__}.{encode.__qualname__}:{source}"
+        return f"{encode.__module__}.{encode.__qualname__}:{source_digest(encode)}"
 
     def encode(self, pixel_values: Tensor) -> Tensor:
         return image_features(self.clip, pixel_values)

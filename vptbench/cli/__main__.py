@@ -1,0 +1,7 @@
+"""`python -m vptbench.cli`, as the `vptbench` script."""
+
+import sys
+
+from vptbench.cli import app
+
+sys.exit(app())

@@ -1,0 +1,66 @@
+"""`vptbench list`: the installed tuners, the registry's suites, and one suite's experiments checked."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from vptbench.cli.options import ConfigOption, SuiteOption
+from vptbench.terminal import reports_errors, table_console
+
+
+@reports_errors
+def list_command(
+    config: ConfigOption = None,
+    suite: SuiteOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")] = False,
+) -> None:
+    """List installed tuners (with load status) and the suite's experiments, each checked: invalid
+    params exit 2; a broken plugin's experiments show as broken, as `run` records them failed."""
+    from vptbench import plugins
+    from vptbench.harness.planning import check_experiments, invalid_experiments, select_suite
+    from vptbench.registry import load_registry
+
+    registry, config_path = load_registry(config)
+    suite_name, chosen = select_suite(registry, suite)
+    tuners = []
+    for name, plugin in plugins.find_plugins().items():
+        status = plugins.load(plugin)
+        tuners.append(
+            {"name": name, "distribution": plugin.distribution, "version": plugin.version, "status": "ok" if status.ok else "broken", "error": status.error}
+        )
+    for plugin in plugins.ignored_plugins():
+        tuners.append({"name": plugin.name, "distribution": plugin.distribution, "version": plugin.version, "status": "ignored", "error": plugin.conflict})
+    suites = [
+        {"name": name, "default": name == registry.default_suite, "model": s.model, "dataset": s.dataset, "experiments": list(s.experiments), "description": s.description}
+        for name, s in registry.suites.items()
+    ]
+    experiments = check_experiments(suite_name, chosen, config_path)
+    invalid = [e for e in experiments if e["status"] == "invalid"]
+    if as_json:
+        typer.echo(json.dumps({"tuners": tuners, "suites": suites, "suite": suite_name, "experiments": experiments}, indent=2))
+    else:
+        from vptbench.reporting.console import make_table
+
+        out = table_console()
+        table = make_table("Tuners (entry-point group vptbench.tuners)", ("Name", "Distribution", "Version", "Status"))
+        for t in tuners:
+            status = {"ok": "ok", "broken": f"[red]broken[/]: {t['error']}"}.get(t["status"], f"[yellow]{t['error']}[/]")
+            table.add_row(t["name"], t["distribution"], t["version"], status)
+        out.print(table)
+        table = make_table(f"Suites in {config_path} (--suite NAME lists another's experiments)", ("Suite", "Model", "Dataset", "Experiments", "Description"))
+        for entry in suites:
+            name = entry["name"] + (" (default)" if entry["default"] else "")
+            table.add_row(f"[bold]{name}[/]" if entry["name"] == suite_name else name, entry["model"], entry["dataset"], ", ".join(entry["experiments"]), entry["description"])
+        out.print(table)
+        columns = ("Experiment", "Tuner", "Params", "Description", "Status")
+        about = f": {chosen.description}" if chosen.description else ""
+        table = make_table(f"Suite '{suite_name}' ({chosen.model} on {chosen.dataset}){about}", columns)
+        for e in experiments:
+            status = "ok" if e["status"] == "ok" else f"[red]{e['status']}[/]"
+            table.add_row(e["id"], e["tuner"], json.dumps(e["params"]) if e["params"] else "", e["description"], status)
+        out.print(table)
+    if invalid:
+        raise invalid_experiments(config_path, [e["error"] for e in invalid])
