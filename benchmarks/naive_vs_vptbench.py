@@ -28,13 +28,13 @@ from torch import nn
 from vptbench.data import ImageData, ImageSplit, make_splits
 from vptbench.data.sources import LazyImages
 from vptbench.data.store import preprocess
-from vptbench.harness.features import FeatureStore
 from vptbench.harness.counting import count_parameters
+from vptbench.harness.features import FeatureStore
 from vptbench.harness.observer import QuietObserver
 from vptbench.harness.planning import plan_experiments, suite_plan
 from vptbench.harness.runner import run_one
-from vptbench.harness.workbench import prepare
 from vptbench.harness.seeding import seed_everything
+from vptbench.harness.workbench import prepare
 from vptbench.registry import load_registry
 from vptbench.registry.load import PACKAGED_CONFIG
 
@@ -121,7 +121,7 @@ def main() -> None:
     registry, path = load_registry(PACKAGED_CONFIG)
     suite = registry.suites["demo"]
     experiments = plan_experiments("demo", suite, path, args.ids or list(suite.experiments), {"epochs": args.epochs} if args.epochs else None)
-    plan = suite_plan(registry, path, "demo", experiments, [args.seed])
+    plan = suite_plan(registry, path, "demo", suite, experiments, [args.seed])
     bench = prepare(plan, "cpu")
     raw = BUILTIN_DATASETS["sklearn-digits"]()
     train_set, test_set = encoded(*raw["train"]), encoded(*raw["test"])
@@ -152,7 +152,7 @@ def main() -> None:
                 progress.update(task, advance=1, description=f"{experiment.id} vptbench, repeat {repeat}/{args.repeat}", refresh=True)
                 start = time.perf_counter()
                 record = run_one(bench, experiment, args.seed, QuietObserver())
-                ours[experiment.id].append((record["test_accuracy"], time.perf_counter() - start))
+                ours[experiment.id].append((record.test_accuracy, time.perf_counter() - start))
                 progress.update(task, advance=1, refresh=True)
         progress.update(task, description="every run done", refresh=True)
     print("| Experiment | Tuner | Epochs | Trainable | Naive acc | vptbench acc | Naive s | vptbench s | Speed-up |")

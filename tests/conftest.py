@@ -7,6 +7,9 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"  # before huggingface_hub reads it at import
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.pop("VPTBENCH_DISABLE_PLUGIN_AUTOLOAD", None)
+# runs in this process: a child per `vptbench run` would cost each test seconds of imports; the
+# process executor has its own tests (test_faults.py), and the slow tier's subprocess runs use it
+os.environ["VPTBENCH_EXECUTOR"] = "inline"
 
 from pathlib import Path  # noqa: E402
 

@@ -75,6 +75,7 @@ def test_class_names_out_of_the_label_columns_order(cli, tmp_path, tiny_model_di
     assert code == 2 and "class_names must follow the label column's order (red, Green, blue); 'blue' is listed at position 1 but is class 3 of the label column" in err
 
 
+@pytest.mark.slow  # over 1 s at one thread: end to end runs
 def test_friendlier_class_names_in_the_same_order_are_accepted(cli, tmp_path, tiny_model_dir):
     dataset = _hub_like_dataset(tmp_path / "repo", names=["Blue_sky", "green", "dark-red"])
     code, _, err = _run(cli, tmp_path, _hub_toml(tiny_model_dir, dataset))
@@ -147,6 +148,7 @@ def test_a_class_missing_from_a_split_it_must_learn_or_be_selected_on_is_refused
     assert code == 2 and expected in err, err
 
 
+@pytest.mark.slow  # over 1 s at one thread: end to end runs
 def test_runs_that_do_not_train_need_no_class_in_train_or_validation(cli, tmp_path, tiny_model_dir):
     """Zero-shot learns nothing and selects nothing: a train split without green does not concern it."""
     from vptbench.testing import make_image_folder
@@ -197,6 +199,7 @@ def test_a_split_folder_without_class_subfolders_is_named(cli, tmp_path, tiny_mo
     assert code == 2 and expected in err, err
 
 
+@pytest.mark.slow  # over 1 s at one thread: end to end runs
 def test_a_class_no_split_has_is_only_an_unused_logit(cli, tmp_path, tiny_model_dir):
     """A filtered Hub dataset keeps its full ClassLabel, and class_names must match it."""
     names = [*COLORS, "purple"]
@@ -676,6 +679,7 @@ def test_an_image_folder_with_one_class_says_what_is_missing(cli, tmp_path, tiny
     assert code == 2 and "has no column 'label'" in err and "it needs at least two" in err
 
 
+@pytest.mark.slow  # over 1 s at one thread: end to end runs
 def test_result_files_follow_the_umask(cli, tiny_config, tmp_path, monkeypatch):
     import vptbench.results.io as results
 

@@ -14,6 +14,7 @@ import pytest
 from conftest import tiny_suite_toml
 
 
+@pytest.mark.slow  # over 1 s at one thread: end to end runs
 def test_run_all_writes_reports_that_parse_back(cli, tiny_config, tmp_path):
     code, out, err = cli("run", "--all", "--config", tiny_config, "--output", tmp_path / "results", "--quiet")
     assert code == 0, err
@@ -75,6 +76,7 @@ def test_report_regenerates_without_retraining(cli, tiny_config, tmp_path, monke
     assert code == 2 and f"--resume: '{copy}' is a copy of {run_dir}'s report; resume that" in " ".join(err.split())
 
 
+@pytest.mark.slow  # over 1 s at one thread: end to end runs
 def test_seeds_epochs_and_json_summary(cli, tiny_config, tmp_path):
     code, out, err = cli("run", "E2", "--config", tiny_config, "--output", tmp_path, "--seeds", "0-1", "--epochs", "2", "--quiet", "--json")
     assert code == 0, err
@@ -173,7 +175,7 @@ def test_bad_inputs_get_one_line_and_exit_code_2(cli, tmp_path, tiny_model_dir, 
     ("options", "expected"),
     [
         (["--device", "tpu"], "--device: 'tpu' is not a device vptbench runs on"),
-        (["--executor", "dask"], "--executor: 'dask' is not one of local, ray"),
+        (["--executor", "dask"], "--executor: 'dask' is not one of process, inline, ray"),
         (["--address", "auto"], "--address goes with --executor ray"),
     ],
 )
@@ -215,6 +217,30 @@ def test_help_imports_no_torch():
     assert result.stdout.strip().splitlines()[-1] == "False"
 
 
+def _heavy_imports(*args: str) -> tuple[int, list[str]]:
+    """The exit code of `vptbench ARGS` in a fresh interpreter, and the heavy libraries it imported
+    (built-in strategies only: what a third-party plugin imports is its own affair)."""
+    code = (
+        "import sys\nfrom vptbench.cli import app\ntry:\n    app([" + ", ".join(repr(str(a)) for a in args) + "])\nexcept SystemExit as e:\n    print(e.code)\n"
+        "print('imported:', *[m for m in ('torch', 'transformers', 'datasets', 'matplotlib', 'pandas') if m in sys.modules])"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "VPTBENCH_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    exit_code, imported = result.stdout.strip().splitlines()[-2:]
+    return int(exit_code), imported.split()[1:]
+
+
+@pytest.mark.slow  # fresh interpreters
+def test_checks_that_need_no_model_come_before_the_heavy_imports(tiny_config, tmp_path):
+    """Each of these took 33-41 s on a busy machine to print one line: torch and transformers first."""
+    (tmp_path / "file").write_text("")
+    for args in (["run"], ["run", "E9", "--config", tiny_config], ["run", "--all", "--config", tiny_config, "--output", tmp_path / "file" / "x"],
+                 ["list", "--config", tmp_path / "missing.toml"], ["run", "--all", "--config", tiny_config, "--executor", "dask"]):  # fmt: skip
+        assert _heavy_imports(*args) == (2, []), args
+    code, imported = _heavy_imports("list", "--config", tiny_config)  # the built-in strategies are torch modules: no more
+    assert code == 0 and "transformers" not in imported and "pandas" not in imported
+
+
 @pytest.mark.slow  # the CLI in a subprocess
 @pytest.mark.parametrize(("bars", "shown"), [(None, False), ("0", True)])
 def test_library_progress_bars_give_way_to_ours(tiny_config, tmp_path, bars, shown):
@@ -232,6 +258,7 @@ def test_library_progress_bars_give_way_to_ours(tiny_config, tmp_path, bars, sho
     assert ("Generating train split" in result.stderr) == shown
 
 
+@pytest.mark.slow  # about 1 s at one thread: benches every strategy
 def test_bench_times_each_strategy_and_keeps_the_others_when_one_fails(cli, tiny_config, monkeypatch):
     args = ("bench", "--config", tiny_config, "--suite", "s", "--model", "tiny", "--device", "cpu", "--batch-size", "4", "--steps", "2", "--warmup", "1", "--json")
     code, out, err = cli(*args)

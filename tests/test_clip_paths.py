@@ -38,13 +38,14 @@ def test_text_path_with_original_embeddings_equals_get_text_features(model, text
 def test_text_path_builds_its_attention_mask_once_per_prompt_set(model, monkeypatch):
     """Building the mask reads the padding on the host (a CUDA sync), so a kept mask must be reused
     and give exactly the same features."""
-    import vptbench.clip.text as text_module
 
     clip, tokenizer = model
     tokens = tokenize(tokenizer, ["a photo of a seven.", "a photo of a two three four."])
     context = clip.text_model.embeddings.token_embedding(tokens["input_ids"][0, 1:5]).detach()
-    built, real = [], text_module.create_causal_mask
-    monkeypatch.setattr(text_module, "create_causal_mask", lambda *args: (built.append(1), real(*args))[1])
+    import transformers.masking_utils as masking  # imported where it is used, so `list` never loads transformers
+
+    built, real = [], masking.create_causal_mask
+    monkeypatch.setattr(masking, "create_causal_mask", lambda *args: (built.append(1), real(*args))[1])
     masks: dict = {}
     first, second = (text_features_with_context(clip, tokens["input_ids"], tokens["attention_mask"], context, masks) for _ in range(2))
     assert len(built) == 1 and len(masks) == 1

@@ -114,6 +114,9 @@ def test_sixteen_bit_images_through_an_image_folder(tmp_path, tiny):
     data = load_images("d", spec, tiny)
     for index, label in enumerate(data.test.labels.tolist()):
         assert _band_pixels(data.test.pixels[index : index + 1], 2) == [[round(label * 30000 / 257)] * 3, [255] * 3]
+    windowed = load_images("d", spec.model_copy(update={"intensity_window": (0, 60000)}), tiny)  # as the registry declares it
+    for index, label in enumerate(windowed.test.labels.tolist()):
+        assert _band_pixels(windowed.test.pixels[index : index + 1], 2) == [[round(label * 30000 / 60000 * 255)] * 3, [255] * 3]
 
 
 def test_sixteen_bit_images_through_a_hub_dataset(tmp_path, tiny):

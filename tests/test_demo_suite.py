@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow  # the whole demo suite, six strategies
 
 
 def test_every_trained_strategy_beats_zero_shot_on_the_demo(cli, tmp_path):
-    code, out, err = cli("run", "--all", "--config", PACKAGED_CONFIG, "--epochs", "6", "--output", tmp_path, "--quiet", "--json")
+    code, out, err = cli("run", "--all", "--config", PACKAGED_CONFIG, "--epochs", "6", "--output", tmp_path, "--quiet", "--json", "--executor", "process")
     assert code == 0, err
     accuracy = {run["experiment"]: run["test_accuracy"] for run in json.loads(out)["runs"]}
     assert set(accuracy) == {"E1", "E2", "E3", "E4", "E5", "E6"}

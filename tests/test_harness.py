@@ -13,8 +13,8 @@ from vptbench.data import ImageData, ImageSplit, make_splits
 from vptbench.harness.observer import QuietObserver
 from vptbench.harness.planning import PlannedExperiment
 from vptbench.harness.runner import run_one
-from vptbench.harness.workbench import Workbench
 from vptbench.harness.trainer import Batches, EpochRecord, Precision, epochs_to_converge, fit
+from vptbench.harness.workbench import Workbench
 from vptbench.plugins import load_tuner
 from vptbench.protocol import Task
 from vptbench.registry import Convergence, Experiment, Training
@@ -278,8 +278,9 @@ def test_a_diverged_run_counts_the_epoch_that_diverged_as_run():
 
     plan = _plan("linear-probe", epochs=5, tuner=ExplodingInEpoch3)
     record = run_one(_bench(), plan, 0, QuietObserver())
-    assert record.status == "diverged" and record.error == "non-finite training loss at epoch 3"
+    assert record.status == "diverged" and record.error.startswith("non-finite training loss at epoch 3; non-finite logits on the train (48 of 48 images)")
     assert record.epochs_run == 3 and len(record.history) == 2
+    assert record.test_accuracy is None and record.confusion_matrix is None  # its evaluations were NaN too: no accuracy from them
 
 
 def _bench(data=None):

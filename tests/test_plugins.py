@@ -128,6 +128,7 @@ def test_list_and_run_with_a_broken_plugin(fake_distribution, cli, tiny_config, 
     assert not (tmp_path / "only-broken").exists() and out == ""  # nothing loaded, no banner, nothing written
 
 
+@pytest.mark.slow  # over 1 s at one thread: end to end runs
 def test_shipped_plugins_run_from_a_toml_experiment_like_builtins(cli, tmp_path, tiny_model_dir, image_folder):
     pytest.importorskip("vptbench_lora")
     pytest.importorskip("vptbench_bitfit")

@@ -243,6 +243,7 @@ def test_model_and_dataset_can_be_swapped_for_a_run():
         select_suite(registry, "paper", None, "brain-mr")
 
 
+@pytest.mark.slow  # about 1 s at one thread: renders 800 images of 256 x 256
 def test_synthetic_brain_mri_has_the_study_split_sizes():
     from vptbench.data.sources import BUILTIN_DATASETS
 

@@ -90,6 +90,7 @@ def test_resume_refuses_other_selection_options(cli, tmp_path):
     assert code == 2 and f"--resume writes into '{tmp_path}' itself; drop --output" in " ".join(err.split())
 
 
+@pytest.mark.slow  # over 1 s at one thread: end to end runs
 def test_report_names_a_missing_folder_a_file_and_a_copy_inside_its_own_run(cli, tiny_config, tmp_path):
     (tmp_path / "file").write_text("")
     for args, expected in (
@@ -114,6 +115,7 @@ def test_report_names_a_missing_folder_a_file_and_a_copy_inside_its_own_run(cli,
     assert code == 2 and " ".join(err.split()) == expected
 
 
+@pytest.mark.slow  # over 1 s at one thread: end to end runs
 def test_a_live_lock_refuses_a_second_writer_and_a_stale_one_is_taken_over(cli, tiny_config, tmp_path):
     assert cli("run", "E1", "--config", tiny_config, "--output", tmp_path, "--quiet")[0] == 0
     run_dir = _only_dir(tmp_path)
@@ -175,7 +177,8 @@ def test_kill_9_leaves_readable_files_and_resume_finishes(cli, tmp_path, tiny_mo
     config = tmp_path / "bench.toml"
     config.write_text(tiny_suite_toml(tiny_model_dir, image_folder, experiments, training="epochs = 15, batch_size = 8"))
     command = [sys.executable, "-m", "vptbench.cli", "run", "--all", "--config", str(config), "--output", str(tmp_path / "killed"), "--quiet"]
-    process = subprocess.Popen(command, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "VPTBENCH_EXECUTOR": "process"}  # the default: its child dies with it
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while not list((tmp_path / "killed").glob("*/runs/E1-seed0.json")) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -211,9 +214,10 @@ def test_sigterm_is_handled_as_ctrl_c_is(tmp_path, tiny_model_dir, image_folder)
     config = tmp_path / "bench.toml"
     config.write_text(tiny_suite_toml(tiny_model_dir, image_folder, experiments, training="epochs = 20000, batch_size = 8"))
     command = [sys.executable, "-m", "vptbench.cli", "run", "--all", "--config", str(config), "--output", str(tmp_path / "out"), "--quiet"]
-    process = subprocess.Popen(command, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "VPTBENCH_EXECUTOR": "process"}  # the default: the run in flight is in its child
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
-    while not list((tmp_path / "out").glob("*/report.md")) and time.monotonic() < deadline:  # E1 is reported
+    while not list((tmp_path / "out").glob("*/runs/E1-seed0.json")) and time.monotonic() < deadline:  # E1 is recorded
         time.sleep(0.05)
     time.sleep(1)
     process.send_signal(signal.SIGTERM)  # E2 has minutes of epochs left

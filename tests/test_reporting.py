@@ -303,7 +303,7 @@ def test_a_cuda_report_says_its_numbers_are_not_bit_reproducible(tmp_path, devic
     assert ("not always bit-identical" in (tmp_path / "report.md").read_text()) is noted
 
 
-@pytest.mark.slow  # over 1 s at one thread: end to end runs
+@pytest.mark.slow  # over 1 s at one thread: three reports with plots
 def test_each_experiment_states_how_it_was_trained(tmp_path):
     training = {"optimizer": "adam", "lr": 1e-3, "batch_size": 32, "epochs": 5, "precision": "auto", "compile": True}
     experiments = {"E1": {"tuner": "zero-shot", "training": training}, "E2": {"tuner": "linear-probe", "training": {**training, "compile": False}}}

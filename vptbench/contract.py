@@ -17,12 +17,15 @@ import hashlib
 import inspect
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import Tensor, nn
 
 from vptbench.errors import PluginError
+
+if TYPE_CHECKING:
+    from vptbench.protocol import FeatureTuner
 
 
 class ContractError(PluginError):
@@ -58,7 +61,7 @@ def default_feature_key(tuner: nn.Module, config: Any, clip: nn.Module | None = 
     projection drawn from the seed is then not shared between seeds). Two tuner classes never share
     features by default; runs and seeds of one class with one config do. The harness adds the frozen
     CLIP's weights and settings and the precision (and, for `--feature-cache`, pixels and versions)."""
-    cls = type(tuner)
+    cls = cast("type[FeatureTuner]", type(tuner))
     settings = hashlib.sha256(_config_text(config).encode()).hexdigest()[:12]
     return f"{cls.__module__}.{cls.__qualname__}|encode:{source_digest(cls.encode)}|config:{settings}|frozen:{_frozen_extras_digest(tuner, clip)}"
 
@@ -68,7 +71,7 @@ def feature_key(tuner: nn.Module, config: Any, clip: nn.Module | None = None) ->
     one (a str, or None for features computed afresh each run), else `default_feature_key`."""
     if not callable(getattr(tuner, "feature_key", None)):
         return default_feature_key(tuner, config, clip)
-    key = tuner.feature_key()
+    key = cast("FeatureTuner", tuner).feature_key()
     if key is not None and not (isinstance(key, str) and key):
         raise ContractError(f"{_name(tuner)}.feature_key() returned {key!r}, expected a non-empty str naming what encode computes (or None: not shared)")
     return key
@@ -93,7 +96,7 @@ def check_frozen_encoder(tuner: nn.Module, sample: Tensor) -> None:
     """Features are encoded once and only `classify` trains: an `encode` that depends on trainable
     parameters would leave them untrained while counting them, so that run fails instead."""
     with torch.enable_grad():
-        if tuner.eval().encode(sample).requires_grad:
+        if cast("FeatureTuner", tuner.eval()).encode(sample).requires_grad:
             raise ContractError(
                 f"{_name(tuner)}.encode depends on trainable parameters, but the harness encodes once and trains only classify; "
                 "freeze what encode uses, or set caches_features = False"
@@ -104,7 +107,8 @@ def check_frozen_encoder(tuner: nn.Module, sample: Tensor) -> None:
 def check_encode_then_classify(tuner: nn.Module, pixels: Tensor, logits: Tensor, atol: float = 1e-5) -> None:
     """The harness trains and evaluates `classify(encode(x))` in place of `forward(x)` (`logits`,
     computed in eval mode): the two must agree."""
-    if not torch.allclose(tuner.eval().classify(tuner.encode(pixels)), logits, atol=atol):
+    feature_tuner = cast("FeatureTuner", tuner.eval())  # eval() returns the tuner itself
+    if not torch.allclose(feature_tuner.classify(feature_tuner.encode(pixels)), logits, atol=atol):
         raise ContractError(f"{_name(tuner)}.forward(x) differs from classify(encode(x)): caching encode would change its results")
 
 
@@ -129,5 +133,5 @@ def _frozen_extras_digest(tuner: nn.Module, clip: nn.Module | None) -> str:
         if id(tensor) in pretrained or tensor.requires_grad:
             continue
         digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
-        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())  # type: ignore[arg-type]  # an ndarray is a buffer; numpy's stubs say so only from Python 3.12
     return digest.hexdigest()[:12]

@@ -7,9 +7,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 from vptbench.errors import ModelError, first_few, first_line, folder_missing, load_failure, unknown_name
 from vptbench.registry import ModelSpec
+
+if TYPE_CHECKING:  # transformers is imported where a model is loaded, not to list or plan
+    from transformers import CLIPImageProcessorPil, CLIPModel, PreTrainedTokenizerBase
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 DEMO_CLIP = ASSETS / "demo-clip"
@@ -18,9 +22,9 @@ CLIP_TEXT_POSITIONS = 77  # every released CLIP's text length
 
 @dataclass
 class LoadedModel:
-    clip: object  # transformers.CLIPModel
-    tokenizer: object
-    image_processor: object
+    clip: CLIPModel
+    tokenizer: PreTrainedTokenizerBase
+    image_processor: CLIPImageProcessorPil
     name: str
     # transformers' warnings (and Python warnings) while loading, each once, for the caller to show:
     # the CLI sets transformers' verbosity to error, which would drop them (`_library_warnings`)
@@ -34,21 +38,27 @@ class LoadedModel:
 def load_model(name: str, spec: ModelSpec) -> LoadedModel:
     """Resolve `spec` and load all three parts, with one-line errors."""
     if spec.source == "builtin":
+        assert spec.id is not None  # ModelSpec's validator: every source but local names an id
         if spec.id not in BUILTIN_MODELS:
             raise ModelError(f"models.{name}: " + unknown_name("builtin model", spec.id, BUILTIN_MODELS))
         return BUILTIN_MODELS[spec.id](name, spec)
     if spec.source == "local":
+        assert spec.path is not None  # ModelSpec's validator: a local source names a path
         path = Path(spec.path).expanduser()
         if not path.is_dir():
             raise ModelError(f"models.{name}: local model folder '{spec.path}' {folder_missing(path)}")
         if not (path / "config.json").is_file():
             raise ModelError(f"models.{name}: local model folder '{spec.path}' has no config.json; save the model there with save_pretrained")
         return _load_pretrained(name, str(path), None, spec)
+    assert spec.id is not None  # ModelSpec's validator: every source but local names an id
     return _load_pretrained(name, spec.id, spec.revision, spec)
 
 
 def _load_pretrained(name: str, location: str, revision: str | None, spec: ModelSpec) -> LoadedModel:
     from transformers import AutoTokenizer, CLIPConfig, CLIPImageProcessorPil, CLIPModel
+
+    from vptbench.clip.text import text_config
+    from vptbench.clip.vision import image_size
 
     found: list[str] = []
     try:  # the PIL processor on every machine: torchvision's resize would change the pixels
@@ -56,22 +66,23 @@ def _load_pretrained(name: str, location: str, revision: str | None, spec: Model
         if model_type != "clip":  # CLIPModel would load it with a warning and random weights
             raise ModelError(f"models.{name}: '{location}' holds a '{model_type}' model, not CLIP")
         with _library_warnings(found):
-            clip, loading = CLIPModel.from_pretrained(
+            # with output_loading_info, a (model, info) pair: transformers' annotation says the model alone
+            clip, loading = cast("tuple[CLIPModel, dict[str, Any]]", CLIPModel.from_pretrained(
                 location,
-                revision=revision,
+                revision=revision,  # type: ignore[arg-type]  # None is the default branch; transformers' annotation omits it
                 attn_implementation=spec.attn_implementation,
                 ignore_mismatched_sizes=True,  # reported below in one line, with the rest
                 output_loading_info=True,
-            )
+            ))
             tokenizer = AutoTokenizer.from_pretrained(location, revision=revision)
-            processor = CLIPImageProcessorPil.from_pretrained(location, revision=revision)
+            processor = CLIPImageProcessorPil.from_pretrained(location, revision=revision)  # type: ignore[arg-type]  # as above
     except ModelError:
         raise
     except Exception as exc:  # the files are the user's: a truncated checkpoint, bad JSON, the Hub offline
         raise ModelError(_damaged_weights(name, location) or _explain_load_failure(name, location, spec, exc)) from exc
     _refuse_incomplete_weights(name, location, loading)
-    _refuse_mismatched_processor(name, location, processor, clip.config.vision_config.image_size)
-    positions = clip.config.text_config.max_position_embeddings
+    _refuse_mismatched_processor(name, location, processor, image_size(clip))
+    positions = text_config(clip).max_position_embeddings
     if tokenizer.model_max_length > positions:  # saved without a limit: the text tower's is the real one
         tokenizer.model_max_length = positions
     vocab = tokenizer.get_vocab()
@@ -81,7 +92,7 @@ def _load_pretrained(name: str, location: str, revision: str | None, spec: Model
             "(an offline stub, or a folder saved without the tokenizer's files); "
             "point `path` at a local copy saved with save_pretrained"
         )
-    _refuse_mismatched_tokenizer(name, location, clip.config.text_config, tokenizer)
+    _refuse_mismatched_tokenizer(name, location, text_config(clip), tokenizer)
     return LoadedModel(clip=clip, tokenizer=tokenizer, image_processor=processor, name=name, warnings=found)
 
 

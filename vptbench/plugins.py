@@ -11,6 +11,7 @@ import traceback
 from dataclasses import dataclass, replace
 from functools import cache
 from importlib.metadata import EntryPoint, distributions
+from typing import Any
 
 from vptbench.errors import PluginError, unknown_name
 from vptbench.protocol import protocol_problems
@@ -40,7 +41,7 @@ class LoadStatus:
     """The outcome of importing a plugin: the class, or why it is unusable."""
 
     plugin: Plugin
-    tuner: type | None = None
+    tuner: type[Any] | None = None  # a class `protocol_problems` accepted: its members are checked at runtime
     error: str = ""
     traceback: str = ""  # of a failed import, for the run's errors.log
 
@@ -116,7 +117,7 @@ def load(plugin: Plugin) -> LoadStatus:
     return LoadStatus(plugin, tuner=obj)
 
 
-def load_tuner(name: str) -> type:
+def load_tuner(name: str) -> type[Any]:
     """The tuner class registered as `name`, or a one-line error."""
     plugins = find_plugins()
     if name not in plugins:

@@ -6,7 +6,15 @@ from __future__ import annotations
 import time
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from vptbench.errors import first_line
 from vptbench.results.records import RunRecord
@@ -42,7 +50,7 @@ class RichObserver:
         self.lines = self.progress.disable
         # shown from the first run on: loading and decoding draw their own bars, and a data error must not leave "suite 0/N" behind
         self.suite = self.progress.add_task("suite", total=total_runs, completed=finished_runs, visible=False)  # a resume keeps some
-        self.epochs = None
+        self.epochs: TaskID | None = None
 
     def __enter__(self) -> RichObserver:
         self.progress.start()
@@ -68,6 +76,7 @@ class RichObserver:
 
     def epoch_done(self, record) -> None:
         stats = f"loss {record.train_loss:.3f}" + (f" · val acc {record.val_accuracy:.3f}" if record.val_accuracy is not None else "")
+        assert self.epochs is not None, "epoch_done before run_started"
         self.progress.update(self.epochs, advance=1, description=f"{self.label} {stats}")
         if self.lines and time.monotonic() - self.logged >= LOG_EVERY_SECONDS:
             epochs = self._task(self.epochs)

@@ -11,6 +11,7 @@ import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import wraps
+from typing import cast
 
 import typer
 from rich.console import Console
@@ -35,7 +36,7 @@ def error_line(message: str) -> None:
 
 
 # Click's exceptions, from whichever click this typer uses (newer typers vendor their own copy).
-ClickUsageError = typer.BadParameter.__base__
+ClickUsageError = cast(type, typer.BadParameter.__base__)
 ClickException = ClickUsageError.__base__
 NoArgsIsHelp = getattr(sys.modules[ClickUsageError.__module__], "NoArgsIsHelpError", ())
 

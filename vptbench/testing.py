@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -73,7 +74,7 @@ def _contract(check, *args):
         raise TunerCheckError(str(exc)) from exc
 
 
-def check_tuner(tuner_cls: type, params: dict | None = None, seed: int = 0) -> dict:
+def check_tuner(tuner_cls: type[Any], params: dict | None = None, seed: int = 0) -> dict:
     """Check a tuner class against the harness's contract on a tiny CLIP; plugin test suites call this.
 
     Verifies: the protocol's members; a Config that rejects unknown keys; logits of shape

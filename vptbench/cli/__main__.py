@@ -4,4 +4,5 @@ import sys
 
 from vptbench.cli import app
 
-sys.exit(app())
+if __name__ == "__main__":  # not when a spawned child process imports it
+    sys.exit(app())

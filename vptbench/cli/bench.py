@@ -48,11 +48,12 @@ def bench(
     registry, config_path = load_registry(config)
     suite_name, chosen = select_suite(registry, suite or ("paper" if "paper" in registry.suites else None))
     model = model or DEFAULT_MODEL
-    spec = registry.models.get(model) or _builtin_spec(model, registry.models)
-    plans = [p for p in plan_experiments(suite_name, chosen, config_path, ids or list(chosen.experiments)) if p.tuner]
-    from vptbench.progress import log_line
+    from vptbench.progress import log_line  # rich only: said before torch and the model load
 
-    log_line(console, f"loading {model} to time {len(plans)} strateg{'y' if len(plans) == 1 else 'ies'} of suite '{suite_name}'")  # minutes for a ViT-B/16 on a CPU
+    chosen_ids = list(dict.fromkeys(ids or chosen.experiments))
+    log_line(console, f"loading {model} to time {len(chosen_ids)} strateg{'y' if len(chosen_ids) == 1 else 'ies'} of suite '{suite_name}'")
+    spec = registry.models.get(model) or _builtin_spec(model, registry.models)
+    plans = [p for p in plan_experiments(suite_name, chosen, config_path, chosen_ids) if p.tuner]
     quiet_libraries()
     from vptbench.harness.device import describe, use_device
     from vptbench.harness.workbench import task_for

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -33,7 +33,7 @@ def list_command(
         )
     for plugin in plugins.ignored_plugins():
         tuners.append({"name": plugin.name, "distribution": plugin.distribution, "version": plugin.version, "status": "ignored", "error": plugin.conflict})
-    suites = [
+    suites: list[dict[str, Any]] = [
         {"name": name, "default": name == registry.default_suite, "model": s.model, "dataset": s.dataset, "experiments": list(s.experiments), "description": s.description}
         for name, s in registry.suites.items()
     ]
@@ -47,8 +47,8 @@ def list_command(
         out = table_console()
         table = make_table("Tuners (entry-point group vptbench.tuners)", ("Name", "Distribution", "Version", "Status"))
         for t in tuners:
-            status = {"ok": "ok", "broken": f"[red]broken[/]: {t['error']}"}.get(t["status"], f"[yellow]{t['error']}[/]")
-            table.add_row(t["name"], t["distribution"], t["version"], status)
+            shown = {"ok": "ok", "broken": f"[red]broken[/]: {t['error']}"}.get(t["status"], f"[yellow]{t['error']}[/]")
+            table.add_row(t["name"], t["distribution"], t["version"], shown)
         out.print(table)
         table = make_table(f"Suites in {config_path} (--suite NAME lists another's experiments)", ("Suite", "Model", "Dataset", "Experiments", "Description"))
         for entry in suites:
@@ -59,8 +59,8 @@ def list_command(
         about = f": {chosen.description}" if chosen.description else ""
         table = make_table(f"Suite '{suite_name}' ({chosen.model} on {chosen.dataset}){about}", columns)
         for e in experiments:
-            status = "ok" if e["status"] == "ok" else f"[red]{e['status']}[/]"
-            table.add_row(e["id"], e["tuner"], json.dumps(e["params"]) if e["params"] else "", e["description"], status)
+            shown = "ok" if e["status"] == "ok" else f"[red]{e['status']}[/]"
+            table.add_row(e["id"], e["tuner"], json.dumps(e["params"]) if e["params"] else "", e["description"], shown)
         out.print(table)
     if invalid:
         raise invalid_experiments(config_path, [e["error"] for e in invalid])

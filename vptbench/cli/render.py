@@ -11,21 +11,26 @@ from rich.markup import escape
 from vptbench.cli.options import count
 from vptbench.errors import ExitCode
 from vptbench.results.manifest import RunManifest
-from vptbench.results.records import RunRecord, Status
+from vptbench.results.records import RunRecord, Status, missing_keys
 from vptbench.terminal import console, table_console
 
 SUMMARY_JSON_KEYS = ("experiment", "tuner", "seed", "status", "error", "trainable_params", "val_accuracy", "test_accuracy", "test_macro_f1", "epochs_to_converge", "train_seconds")
 
 
 def print_summary(records: list[RunRecord], plan: list[str], suite: str, run_dir: Path, as_json: bool) -> None:
-    """The runs' table (on stderr when stdout carries JSON), and with --json their JSON summary."""
+    """The runs' table (on stderr when stdout carries JSON) and the planned runs with no record (a
+    stop before them); with --json their JSON summary."""
     from vptbench.reporting.console import summary_table
+    from vptbench.reporting.markdown import not_run_sentence
 
     out = table_console(stderr=as_json)
     out.print(summary_table(records, plan, f"Suite '{suite}' — {run_dir}", out.width))
+    missing = missing_keys(plan, records)
+    if missing:
+        console.print(f"[yellow]{escape(not_run_sentence(missing, len(plan)))}[/]", soft_wrap=True)
     if as_json:
         runs = [{key: value for key, value in r.json_data().items() if key in SUMMARY_JSON_KEYS} for r in records]
-        typer.echo(json.dumps({"run_dir": str(run_dir), "runs": runs}, indent=2))
+        typer.echo(json.dumps({"run_dir": str(run_dir), "runs": runs, "not_run": missing}, indent=2))
 
 
 def finish(records: list[RunRecord], plan: list[str], suite: str, run_dir: Path, as_json: bool) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Annotated
@@ -11,10 +12,11 @@ from rich.markup import escape
 
 from vptbench.cli.options import RESULTS, ConfigOption, SuiteOption, count
 from vptbench.cli.render import finish, print_damaged, print_load_warnings, print_summary
-from vptbench.errors import ExitCode, Interrupted, UsageError
+from vptbench.errors import ExitCode, Interrupted, UsageError, WriteError, unknown_name
+from vptbench.results.records import RunRecord
 from vptbench.terminal import console, reports_errors, table_console
 
-EXECUTORS = ("local", "ray")
+EXECUTORS = ("process", "inline", "ray")
 
 
 @reports_errors
@@ -30,7 +32,9 @@ def run(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Folder that receives the run directory.", show_default="results")] = None,
     resume: Annotated[Path | None, typer.Option(help="Finish an interrupted run directory: keep its finished runs, rerun the rest.")] = None,
     feature_cache: Annotated[Path | None, typer.Option(help="Folder that keeps frozen-encoder features across runs (keyed by a hash of weights, model settings, data and precision).")] = None,
-    executor: Annotated[str, typer.Option(help="local (this process) or ray (one task per experiment and seed).")] = "local",
+    executor: Annotated[str, typer.Option(envvar="VPTBENCH_EXECUTOR", help="process (each run in a child process: a crash or hang costs that run alone), inline (in this process, for debugging) or ray (one task per experiment and seed).")] = "process",
+    timeout: Annotated[float | None, typer.Option(min=0.001, help="Seconds each run may take before it is stopped and recorded as timeout (default: each experiment's setting; process and ray executors).", show_default=False)] = None,
+    skip: Annotated[list[str] | None, typer.Option("--skip", help="With --resume: record these experiments' unfinished runs as skipped instead of running them.", show_default=False)] = None,
     address: Annotated[str | None, typer.Option(help="Ray cluster address (e.g. auto, ray://host:10001); default: start a local Ray instance.")] = None,
     retry_oom: Annotated[bool, typer.Option("--retry-oom", help="On CUDA out-of-memory, retry with gradient accumulation at the same effective batch.")] = False,
     model: Annotated[str | None, typer.Option("--model", "-m", help="Use this declared model instead of the suite's (e.g. vit-b16-random).")] = None,
@@ -42,32 +46,41 @@ def run(
     """Train and evaluate experiments, then print a summary and write reports."""
     from vptbench.cli.libraries import quiet_libraries
     from vptbench.harness.planning import plan_for_resume, plan_from_registry
-    from vptbench.harness.preflight import check_startable
+    from vptbench.harness.preflight import check_folders, check_runnable
     from vptbench.registry.seeds import parse_seeds
 
     if executor not in EXECUTORS:
         raise UsageError(f"--executor: '{executor}' is not one of {', '.join(EXECUTORS)}")
     if address and executor != "ray":
         raise UsageError("--address goes with --executor ray")
-    finished = []
+    if not dry_run:  # before the strategies are imported: seconds, not a minute, to say a folder is wrong
+        check_folders(None if resume else output or RESULTS, feature_cache, resume)
+    finished: list[RunRecord] = []
     if resume:
         selection = {"experiment ids": ids, "--all": all_, "--suite": suite, "--config": config, "--seeds": seeds, "--epochs": epochs, "--compile/--no-compile": compile_model is not None, "--model": model, "--dataset": dataset}
         if given := [name for name, value in selection.items() if value]:
             raise UsageError(f"--resume takes the run directory's own configuration; drop {', '.join(given)}")
         if output:
             raise UsageError(f"--resume writes into '{resume}' itself; drop --output")
-        plan, manifest, finished = plan_for_resume(resume)
+        with _busy("reading the run directory and importing its strategies", quiet):
+            plan, manifest, finished = plan_for_resume(resume, {"timeout": timeout} if timeout else None)
         print_damaged(manifest, [resume], "; a planned run without its record runs again")
+        for experiment_id in skip or []:
+            if experiment_id not in {p.id for p in plan.experiments}:
+                raise UsageError(f"--skip: '{resume}' ran suite '{plan.suite}': " + unknown_name("experiment", experiment_id, [p.id for p in plan.experiments]))
+    elif skip:
+        raise UsageError("--skip goes with --resume: to leave an experiment out of a new run, do not name it")
     else:
         if not ids and not all_:
             raise UsageError("name experiment ids to run (e.g. `vptbench run E1 E2`) or pass --all")
         if ids and all_:
             raise UsageError("pass either experiment ids or --all, not both")
         seed_list = parse_seeds(seeds) if seeds is not None else None
-        overrides = {**({"epochs": epochs} if epochs else {}), **({"compile": compile_model} if compile_model is not None else {})}
-        plan = plan_from_registry(config, suite, ids, seed_list, overrides, model, dataset)
+        overrides = {**({"epochs": epochs} if epochs else {}), **({"compile": compile_model} if compile_model is not None else {}), **({"timeout": timeout} if timeout else {})}
+        with _busy("checking the suite and importing its strategies", quiet):
+            plan = plan_from_registry(config, suite, ids, seed_list, overrides, model, dataset)
     if not dry_run:
-        check_startable(plan, None if resume else output or RESULTS, feature_cache, resume)
+        check_runnable(plan)
     quiet_libraries()
     from vptbench.harness.device import resolve_device
 
@@ -76,7 +89,7 @@ def run(
         return _dry_run(plan, as_json)
     runner = _make_executor(executor, address, device)
     try:
-        result = _execute(plan, device, resume or output or RESULTS, bool(resume), quiet, finished, retry_oom, feature_cache, runner)
+        result = _execute(plan, device, resume or output or RESULTS, bool(resume), quiet, finished, retry_oom, feature_cache, runner, frozenset(skip or []))
     except Interrupted as stop:  # what finished before the stop, as a finished suite shows it
         from vptbench.results.rundir import load_run_dir
 
@@ -85,14 +98,27 @@ def run(
     finish(result.records, plan.keys(), plan.suite, result.run_dir, as_json)
 
 
+def _busy(doing: str, quiet: bool):
+    """A spinner on a terminal while imports take seconds (torch's first of all); nothing in a log."""
+    return console.status(doing) if console.is_terminal and not quiet else contextlib.nullcontext()
+
+
 def _make_executor(name: str, address: str | None, device: str):
-    from vptbench.harness.executors import LocalExecutor, RayExecutor
+    from vptbench.harness.executors import InlineExecutor, RayExecutor
+    from vptbench.harness.isolation import ProcessExecutor
 
-    return RayExecutor(address, device) if name == "ray" else LocalExecutor()
+    if name == "ray":
+        return RayExecutor(address, device)
+    return ProcessExecutor() if name == "process" else InlineExecutor()
 
 
-def _execute(plan, device: str, target: Path, resuming: bool, quiet: bool, finished, retry_oom: bool, feature_cache: Path | None, runner):
+def _execute(plan, device: str, target: Path, resuming: bool, quiet: bool, finished, retry_oom: bool, feature_cache: Path | None, runner, skip: frozenset[str]):
     """Load once, then run; progress bars unless quiet."""
+    total = len(plan.experiments) * len(plan.seeds)
+    kept = sum(r.status.finished for r in finished)
+    if not quiet:  # said before the imports below take their seconds
+        resumed = f"; resuming: {count(kept, 'finished run')} kept, {total - kept} to run" if resuming else ""
+        console.print(f"Suite [bold]{plan.suite}[/]: {count(len(plan.experiments), 'experiment')} × {count(len(plan.seeds), 'seed')} ({plan.config_path}){resumed}", soft_wrap=True)
     from vptbench.harness.observer import QuietObserver
     from vptbench.harness.suite import run_suite
     from vptbench.harness.workbench import prepare
@@ -100,20 +126,17 @@ def _execute(plan, device: str, target: Path, resuming: bool, quiet: bool, finis
     from vptbench.reporting.sink import ReportSink
     from vptbench.results.rundir import new_run_dir
 
-    total = len(plan.experiments) * len(plan.seeds)
-    kept = sum(r.status.finished for r in finished)
-    if not quiet:
-        resumed = f"; resuming: {count(kept, 'finished run')} kept, {total - kept} to run" if resuming else ""
-        console.print(f"Suite [bold]{plan.suite}[/]: {count(len(plan.experiments), 'experiment')} × {count(len(plan.seeds), 'seed')} ({plan.config_path}){resumed}", soft_wrap=True)
     observer = QuietObserver() if quiet else RichObserver(console, total, kept)
     with observer:
         bench = prepare(plan, device, observer.progress, feature_cache, data_on_device=runner.runs_here)
         print_load_warnings(plan.model_name, bench.model.warnings)
         run_dir = target if resuming else new_run_dir(target, plan.suite)
         try:
-            return run_suite(plan, bench, run_dir, observer, ReportSink(run_dir), finished, retry_oom, runner)
+            return run_suite(plan, bench, run_dir, observer, ReportSink(run_dir), finished, retry_oom, runner, skip)
         except KeyboardInterrupt:
             raise Interrupted(run_dir) from None
+        except WriteError as exc:  # a full disk, say: what was written stays, as after a stop
+            raise WriteError(f"{exc}; the runs finished before it are kept in '{run_dir}': make room, then `vptbench run --resume {run_dir}`") from exc
 
 
 def _dry_run(plan, as_json: bool) -> None:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor
-from transformers import CLIPModel, PreTrainedTokenizerBase
 
 from vptbench.errors import DataError, ModelError
+
+if TYPE_CHECKING:  # transformers is imported where a model is loaded, not to list or plan
+    from transformers import CLIPModel, PreTrainedTokenizerBase
 
 COINCIDENT = 0.9999  # cosine similarity above which two classes' text features count as the same
 

@@ -8,10 +8,19 @@ otherwise silently become bidirectional.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 import torch
 from torch import Tensor
-from transformers import CLIPModel
-from transformers.masking_utils import create_causal_mask
+
+if TYPE_CHECKING:  # transformers is imported where a model is loaded, not to list or plan
+    from transformers import CLIPModel, CLIPTextConfig
+
+
+def text_config(clip: CLIPModel) -> CLIPTextConfig:
+    """`clip.config.text_config`: CLIPConfig always makes it a CLIPTextConfig, though its
+    annotation also admits the dict or None it may be given."""
+    return cast("CLIPTextConfig", clip.config.text_config)
 
 
 def eos_positions(clip: CLIPModel, input_ids: Tensor) -> Tensor:
@@ -41,6 +50,8 @@ def text_features_with_context(
     masks = {} if masks is None else masks
     key = (hidden.device, hidden.dtype, tuple(hidden.shape))
     if key not in masks:
+        from transformers.masking_utils import create_causal_mask
+
         # no cache, passed by position: transformers renamed that argument (past_key_values, then cache)
         masks[key] = create_causal_mask(text.config, hidden, attention_mask, None)
     hidden = text.encoder(inputs_embeds=hidden, attention_mask=masks[key], is_causal=True).last_hidden_state

@@ -7,22 +7,39 @@ exactly as transformers runs it; with no prompts the result equals `get_image_fe
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, cast
 
 import torch
 from torch import Tensor
-from transformers import CLIPModel
+
+if TYPE_CHECKING:  # transformers is imported where a model is loaded, not to list or plan
+    from transformers import CLIPModel, CLIPVisionConfig
+
+
+def vision_config(clip: CLIPModel) -> CLIPVisionConfig:
+    """`clip.config.vision_config`: CLIPConfig always makes it a CLIPVisionConfig, though its
+    annotation also admits the dict or None it may be given."""
+    return cast("CLIPVisionConfig", clip.config.vision_config)
+
+
+def image_size(clip: CLIPModel) -> int:
+    """The side of CLIP's square input images: an int, as CLIP's vision embeddings use it (the
+    config's annotation also admits a pair)."""
+    return cast(int, vision_config(clip).image_size)
 
 
 def vpt_init_bound(clip: CLIPModel) -> float:
     """VPT's uniform initialisation range: sqrt(6 / (3 * patch^2 + width))."""
-    config = clip.config.vision_config
-    return math.sqrt(6.0 / (3 * config.patch_size**2 + config.hidden_size))
+    config = vision_config(clip)
+    patch_size = cast(int, config.patch_size)  # an int, as CLIP's vision embeddings use it
+    return math.sqrt(6.0 / (3 * patch_size**2 + config.hidden_size))
 
 
 def prompted_image_features(
     clip: CLIPModel,
     pixel_values: Tensor,
-    prompts: list[Tensor | None] | None = None,
+    prompts: Sequence[Tensor | None] | None = None,
 ) -> Tensor:
     """Projected image features with visual prompts.
 

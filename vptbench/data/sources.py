@@ -65,9 +65,9 @@ def load_images(
     """Load `spec`'s splits and decode them once, at the model's input size. `trains()` says whether
     any run will train, asked only when a split lacks a tested class: then that matters. `window`
     is the value range images deeper than 8 bits are scaled from (`store.to_8bit`; by default each
-    mode's declared range, or an I/F image's own min..max); a dataset's `intensity_window`, should
-    the registry declare one, is used when `window` is not given."""
-    window = window if window is not None else getattr(spec, "intensity_window", None)
+    mode's declared range, or an I/F image's own min..max); the dataset's `intensity_window` is used
+    when `window` is not given."""
+    window = window if window is not None else spec.intensity_window
     raw = _read(name, spec)
     declared = {"train": spec.train_split, "test": spec.test_split, "validation": spec.validation_split}
     named = {role: declared[role] or role for role in raw}  # as the dataset names its splits
@@ -89,6 +89,7 @@ def load_images(
 
 def _read(name: str, spec: DatasetSpec) -> dict[str, RawSplit]:
     if spec.source == "builtin":
+        assert spec.id is not None  # DatasetSpec's validator: every source but imagefolder names an id
         if spec.id not in BUILTIN_DATASETS:
             raise DataError(f"datasets.{name}: " + unknown_name("builtin dataset", spec.id, BUILTIN_DATASETS))
         return BUILTIN_DATASETS[spec.id]()
@@ -99,7 +100,11 @@ def _read_hf(name: str, spec: DatasetSpec) -> dict[str, RawSplit]:
     """Hub datasets and local image folders both go through `datasets.load_dataset`."""
     import datasets
 
+    folder: Path | None  # the image folder's (None for the Hub)
+    args: tuple[str | None, ...]
+    kwargs: dict[str, str | None]
     if spec.source == "imagefolder":
+        assert spec.path is not None  # DatasetSpec's validator: an imagefolder source names a path
         folder = Path(spec.path).expanduser()
         if not folder.is_dir():
             raise DataError(f"datasets.{name}: image folder '{spec.path}' {folder_missing(folder)}")
@@ -110,26 +115,26 @@ def _read_hf(name: str, spec: DatasetSpec) -> dict[str, RawSplit]:
         loaded = datasets.load_dataset(*args, **kwargs)
     except Exception as exc:  # noqa: BLE001 - datasets raises many types; all mean "cannot load"
         # a split folder without images reads as `Instruction "test" corresponds to no data!`
-        layout = _layout_problem(name, spec, folder) if spec.source == "imagefolder" else ""
+        layout = _layout_problem(name, spec, folder) if folder is not None else ""
         raise DataError(layout or _explain(name, spec, exc)) from exc
     wanted = {"train": spec.train_split, "test": spec.test_split}
     if spec.validation_split:
         wanted["validation"] = spec.validation_split
-    out = {}
+    out: dict[str, RawSplit] = {}
     for role, split in wanted.items():
         if split not in loaded:
-            layout = _layout_problem(name, spec, folder) if spec.source == "imagefolder" else ""
+            layout = _layout_problem(name, spec, folder) if folder is not None else ""
             raise DataError(layout or f"datasets.{name}: split '{split}' not found; the dataset has {', '.join(loaded)}")
         data = loaded[split]
         for column in (spec.image_column, spec.label_column):
             if column not in data.column_names:
-                if spec.source == "imagefolder":
-                    _refuse_unlabelled_folders(name, Path(spec.path).expanduser())
+                if folder is not None:
+                    _refuse_unlabelled_folders(name, folder)
                 hint = " (an image folder labels its images by their subfolders: it needs at least two)" if spec.source == "imagefolder" else ""
                 raise DataError(
                     f"datasets.{name}: split '{split}' has no column '{column}'; columns: {', '.join(data.column_names)}{hint}"
                 )
-        _check_label_names(name, spec, data.features[spec.label_column], Path(spec.path).expanduser() if spec.source == "imagefolder" else None)
+        _check_label_names(name, spec, data.features[spec.label_column], folder)
         out[role] = (LazyImages(data, spec.image_column), list(data[spec.label_column]))
     return out
 
@@ -291,4 +296,4 @@ def _explain(name: str, spec: DatasetSpec, exc: Exception) -> str:
         "save it elsewhere as an image folder (train/ and test/ with one subfolder per class) and "
         'declare it with source = "imagefolder" and path = "..."'
     )
-    return load_failure(f"datasets.{name}", spec.id or spec.path, spec.source == "hub" and hub_offline(), remedy, exc)
+    return load_failure(f"datasets.{name}", spec.id or spec.path or "", spec.source == "hub" and hub_offline(), remedy, exc)

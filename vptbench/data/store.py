@@ -24,7 +24,7 @@ class ImageSplit:
     def subset(self, index: Tensor) -> ImageSplit:
         return ImageSplit(self.pixels[index], self.labels[index])
 
-    def to(self, device: torch.device) -> ImageSplit:
+    def to(self, device: torch.device | str) -> ImageSplit:
         return ImageSplit(self.pixels.to(device), self.labels.to(device))
 
 
@@ -36,10 +36,10 @@ class ImageData:
     mean: list[float]
     std: list[float]
 
-    def to(self, device: torch.device) -> ImageData:
+    def to(self, device: torch.device | str) -> ImageData:
         """The whole decoded dataset on the device once, so runs never copy images again."""
-        moved = [split.to(device) if split is not None else None for split in (self.train, self.test, self.validation)]
-        return ImageData(*moved, self.mean, self.std)
+        validation = self.validation.to(device) if self.validation is not None else None
+        return ImageData(self.train.to(device), self.test.to(device), validation, self.mean, self.std)
 
 
 @dataclass

@@ -70,7 +70,7 @@ INK_FRACTION = (0.22, 0.38)  # sklearn digits average 0.31 inked pixels
 
 
 @cache
-def _font(name: str) -> ImageFont.FreeTypeFont:
+def _font(name: str) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     if name == PIL_DEFAULT_FONT:
         return ImageFont.load_default(size=RENDER_SIZE)
     return ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / name), RENDER_SIZE)
@@ -88,13 +88,13 @@ def _master_glyph(font: str, digit: int, stroke: int) -> Image.Image:
 
 def _fit_to_frame(glyph: Image.Image, rng: np.random.Generator) -> np.ndarray:
     """Rotate, then scale to fill the frame's height (width jittered) and centre, like the optdigits scans."""
-    glyph = glyph.rotate(rng.uniform(-MAX_ROTATION, MAX_ROTATION), resample=Image.BICUBIC, expand=True)
+    glyph = glyph.rotate(rng.uniform(-MAX_ROTATION, MAX_ROTATION), resample=Image.Resampling.BICUBIC, expand=True)
     glyph = glyph.crop(glyph.getbbox())
     width = glyph.width * SIDE / glyph.height * rng.uniform(*WIDTH_SCALE)
     width = int(np.clip(round(width), 6, MAX_WIDTH))
     frame = Image.new("L", (SIDE, SIDE))
     left = (SIDE - width) // 2 + int(rng.integers(-1, 2))
-    frame.paste(glyph.resize((width, SIDE), resample=Image.BILINEAR), (int(np.clip(left, 0, SIDE - width)), 0))
+    frame.paste(glyph.resize((width, SIDE), resample=Image.Resampling.BILINEAR), (int(np.clip(left, 0, SIDE - width)), 0))
     return np.asarray(frame, dtype=np.float32) / 255
 
 

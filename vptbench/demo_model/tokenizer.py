@@ -50,4 +50,4 @@ def build_tokenizer(max_length: int = MAX_LENGTH) -> CLIPTokenizer:
     tokens += [a + b for a, b in merges if a + b not in tokens]
     tokens += [BOS, EOS]
     vocab = {token: i for i, token in enumerate(dict.fromkeys(tokens))}
-    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=max_length)
+    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=max_length)  # type: ignore[arg-type]  # passed on to tokenizers' BPE, which takes (a, b) pairs

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from vptbench.errors import first_line
 from vptbench.harness.counting import count_parameters
 from vptbench.harness.planning import SuitePlan
@@ -15,7 +17,7 @@ def dry_run(plan: SuitePlan) -> list[dict]:
     task = task_for(plan.dataset, model)
     rows = []
     for experiment in plan.experiments:
-        row = {"experiment": experiment.id, "tuner": experiment.spec.tuner, "status": "ok", "error": ""}
+        row: dict[str, Any] = {"experiment": experiment.id, "tuner": experiment.spec.tuner, "status": "ok", "error": ""}
         if experiment.tuner is None:
             rows.append({**row, "status": "failed", "error": experiment.error})
             continue

@@ -1,4 +1,5 @@
-"""Where a suite's (experiment, seed) pairs run: in this process, or as tasks on a Ray cluster.
+"""Where a suite's (experiment, seed) pairs run: in a child process (isolation.py), in this process,
+or as tasks on a Ray cluster.
 
 An executor only decides where runs happen and yields their records as they finish; saving,
 reports, resume and the run lock stay with the suite, so every executor writes the same run
@@ -11,7 +12,7 @@ import logging
 import signal
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import replace
 from typing import Protocol
 
@@ -30,22 +31,23 @@ Pending = list[tuple[PlannedExperiment, int]]
 class Executor(Protocol):
     runs_here: bool  # runs use this process's device (else the suite's data stays on the CPU for the workers)
 
-    def run(self, bench: Workbench, pending: Pending, observer: Observer, retry_oom: bool) -> Iterator[RunRecord]: ...
+    def run(self, bench: Workbench, pending: Pending, observer: Observer, retry_oom: bool) -> Generator[RunRecord, None, None]: ...
 
     def in_flight(self) -> Pending:
         """The runs started but not finished: what an interrupt leaves behind."""
         ...
 
 
-class LocalExecutor:
-    """One run after another in this process, with live progress."""
+class InlineExecutor:
+    """One run after another in this process, with live progress: for debugging, since a crash or a
+    hang of one run is the suite's, and time limits are not enforced."""
 
     runs_here = True
 
     def __init__(self) -> None:
         self._current: Pending = []
 
-    def run(self, bench: Workbench, pending: Pending, observer: Observer, retry_oom: bool) -> Iterator[RunRecord]:
+    def run(self, bench: Workbench, pending: Pending, observer: Observer, retry_oom: bool) -> Generator[RunRecord, None, None]:
         for experiment, seed in pending:
             self._current = [(experiment, seed)]
             record = run_guarded(bench, experiment, seed, observer, retry_oom)
@@ -81,7 +83,7 @@ class RayExecutor:
         if address:
             check_reachable(address)
 
-    def run(self, bench: Workbench, pending: Pending, observer: Observer, retry_oom: bool) -> Iterator[RunRecord]:
+    def run(self, bench: Workbench, pending: Pending, observer: Observer, retry_oom: bool) -> Generator[RunRecord, None, None]:
         ray = self.ray
         if not ray.is_initialized():
             logging.getLogger(RAY_TOKEN_LOGGER).addFilter(_drop_token_notice)

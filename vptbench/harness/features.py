@@ -29,13 +29,12 @@ from vptbench.results.io import write_atomic, write_problem
 def encode_dataset(encode: Callable[[Tensor], Tensor], data: ImageData, transform: Callable[[Tensor], Tensor], batch_size: int) -> ImageData:
     """`encode` applied to every image of every split, in evaluation batches."""
 
-    def split_features(split: ImageSplit | None) -> ImageSplit | None:
-        if split is None:
-            return None
+    def split_features(split: ImageSplit) -> ImageSplit:
         chunks = [encode(transform(split.pixels[i : i + batch_size])).float() for i in range(0, len(split), batch_size)]
         return ImageSplit(torch.cat(chunks), split.labels)
 
-    return ImageData(split_features(data.train), split_features(data.test), split_features(data.validation), data.mean, data.std)
+    validation = data.validation
+    return ImageData(split_features(data.train), split_features(data.test), split_features(validation) if validation is not None else None, data.mean, data.std)
 
 
 class FeatureStore:
@@ -106,8 +105,8 @@ def _load(path: Path, data: ImageData) -> ImageData | None:
         return None
     device = data.train.labels.device
 
-    def split(name: str) -> ImageSplit | None:
-        original = getattr(data, name)
-        return ImageSplit(saved[name].to(device), original.labels) if original is not None else None
+    def split(name: str, original: ImageSplit) -> ImageSplit:
+        return ImageSplit(saved[name].to(device), original.labels)
 
-    return ImageData(split("train"), split("test"), split("validation"), data.mean, data.std)
+    validation = data.validation
+    return ImageData(split("train", data.train), split("test", data.test), split("validation", validation) if validation is not None else None, data.mean, data.std)

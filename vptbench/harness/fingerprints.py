@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import Any
 
 import torch
 from torch import nn
@@ -30,7 +31,7 @@ def model_digest(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def suite_fingerprints(model: LoadedModel, data: ImageData) -> dict[str, str]:
+def suite_fingerprints(model: LoadedModel, data: ImageData) -> dict[str, Any]:
     """The model's and the dataset's fingerprints as run.json records them."""
     tokenizer = model.tokenizer
     backend = getattr(tokenizer, "backend_tokenizer", None)

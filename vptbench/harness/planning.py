@@ -174,7 +174,7 @@ def suite_plan(registry: Registry, config_path: Path, suite_name: str, suite: Su
     )  # fmt: skip
 
 
-def plan_from_manifest(manifest: RunManifest) -> SuitePlan:
+def plan_from_manifest(manifest: RunManifest, overrides: dict[str, Any] | None = None) -> SuitePlan:
     """Rebuild a run's plan from its own run.json, so a resume ignores later edits to the TOML: the
     recorded settings become a one-suite registry, planned by the code that plans the TOML's."""
     config, config_path = manifest.config, Path(manifest.config_path or "run.json")
@@ -185,7 +185,7 @@ def plan_from_manifest(manifest: RunManifest) -> SuitePlan:
             datasets={config.dataset_name: paths_from(config_path.parent, DatasetSpec.model_validate(config.dataset))},
             suites={manifest.suite: suite},
         )
-        experiments = plan_experiments(manifest.suite, suite, config_path, list(suite.experiments), missing_tuner_fails_run=True)
+        experiments = plan_experiments(manifest.suite, suite, config_path, list(suite.experiments), overrides, missing_tuner_fails_run=True)
     except (ValidationError, ConfigError, StopIteration) as exc:
         problem = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no experiments'}"
         raise UsageError(f"cannot resume: run.json does not describe a runnable plan ({problem})") from exc
@@ -210,15 +210,16 @@ def _suite_of(manifest: RunManifest) -> Suite:
     return Suite(model=manifest.config.model_name, dataset=manifest.config.dataset_name, training=Training.model_validate(shared), experiments=experiments)
 
 
-def plan_for_resume(run_dir: Path) -> tuple[SuitePlan, RunManifest, list[RunRecord]]:
-    """The plan a run directory recorded, its manifest and its records; a combined or copied
-    report is refused, since its runs belong to other directories."""
+def plan_for_resume(run_dir: Path, overrides: dict[str, Any] | None = None) -> tuple[SuitePlan, RunManifest, list[RunRecord]]:
+    """The plan a run directory recorded (with `overrides` of settings that do not change results,
+    such as the time limit), its manifest and its records; a combined or copied report is refused,
+    since its runs belong to other directories."""
     manifest, records = load_run_dir(run_dir)
     if manifest.status == "combined":
         sources = manifest.sources
         what = f"combines the reports of {', '.join(sources)}; resume one of those" if len(sources) > 1 else f"is a copy of {sources[0]}'s report; resume that"
         raise UsageError(f"--resume: '{run_dir}' {what}")
-    return plan_from_manifest(manifest), manifest, records
+    return plan_from_manifest(manifest, overrides), manifest, records
 
 
 def plan_from_registry(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
+
 import torch
 from torch import Tensor, nn
 
@@ -16,7 +19,10 @@ from vptbench.harness.planning import PlannedExperiment
 from vptbench.harness.seeding import seed_everything
 from vptbench.harness.trainer import Batches, FitOutcome, Precision, evaluate, fit
 from vptbench.harness.workbench import Workbench
-from vptbench.results.records import RunRecord
+from vptbench.results.records import RunRecord, Status
+
+if TYPE_CHECKING:
+    from vptbench.protocol import FeatureTuner
 
 
 def run_one(bench: Workbench, plan: PlannedExperiment, seed: int, observer: Observer) -> RunRecord:
@@ -28,14 +34,15 @@ def run_one(bench: Workbench, plan: PlannedExperiment, seed: int, observer: Obse
     tuner = tuner.to(device)
     precision = Precision(plan.training.precision, device)
     pixels = bench.normalizer()
-    data, transform, logits_fn, features_from = bench.data, pixels, tuner, None
+    data, transform, features_from = bench.data, pixels, None
+    logits_fn: Callable[[Tensor], Tensor] = tuner
     if contract.caches_features(tuner):
         with precision.autocast():
             contract.check_frozen_encoder(tuner, pixels(bench.data.train.pixels[:1]))
         key = contract.feature_key(tuner, plan.config, clip)
         with phase("encoding features"):
             data, features_from = bench.features.get(key, precision.name, clip, bench.data, lambda: _encode(tuner, bench.data, pixels, plan.training.eval_batch_size, precision))
-        transform, logits_fn = _identity, tuner.classify
+        transform, logits_fn = _identity, cast("FeatureTuner", tuner).classify
     with precision.autocast():
         contract.check_logits(tuner, logits_fn, transform(data.train.pixels[:2]), bench.task.num_classes)
     if plan.training.compile:
@@ -60,25 +67,31 @@ def run_one(bench: Workbench, plan: PlannedExperiment, seed: int, observer: Obse
         train_eval, val_eval = (evaluate(tuner, logits_fn, split, batch, precision) for split in (train, val))
         test_eval = evaluate(tuner, logits_fn, test, batch, precision)  # the only time the test split is touched
     outcome.eval_seconds += clock(device) - start
-    metrics = classification_metrics(test.labels.cpu().numpy(), test_eval.predictions.numpy(), bench.task.class_names)
     memory, memory_kind = peak_memory(device)
+    evaluated = {"train": (train_eval, train), "validation": (val_eval, val), "test": (test_eval, test)}
+    if broken := [f"{name} ({e.nonfinite} of {len(split)} images)" for name, (e, split) in evaluated.items() if e.nonfinite]:
+        # an argmax of NaN is no prediction: nothing is measured on the selected state
+        status, error = (Status.diverged if trainable else Status.failed), "; ".join(filter(None, [outcome.error, f"non-finite logits on the {', '.join(broken)} split of the selected state"]))
+        measured: dict = {}
+    else:
+        status, error = Status(outcome.status), outcome.error
+        metrics = classification_metrics(test.labels.cpu().numpy(), test_eval.predictions.numpy(), bench.task.class_names)
+        measured = {
+            "train_accuracy": train_eval.accuracy, "val_accuracy": val_eval.accuracy, "val_loss": val_eval.loss,
+            "test_accuracy": metrics["accuracy"], "test_loss": test_eval.loss, "test_macro_f1": metrics["macro_f1"],
+            "per_class": metrics["per_class"], "confusion_matrix": metrics["confusion_matrix"],
+        }  # fmt: skip
     return RunRecord(
         experiment=plan.id,
         tuner=plan.spec.tuner,
         seed=seed,
-        status=outcome.status,
-        error=outcome.error,
+        status=status,
+        error=error,
         trainable_params=trainable,
         total_params=total,
         trainable_percent=100.0 * trainable / total if total else 0.0,
         trainable_without_gradient=_without_gradient(tuner, outcome.without_gradient),
         frozen_added_params=0 if trainable else _added_params(tuner, clip),
-        train_accuracy=train_eval.accuracy,
-        val_accuracy=val_eval.accuracy,
-        val_loss=val_eval.loss,
-        test_accuracy=metrics["accuracy"],
-        test_loss=test_eval.loss,
-        test_macro_f1=metrics["macro_f1"],
         epochs_run=outcome.diverged_epoch or len(outcome.history),  # the diverged epoch ran, with no record
         best_epoch=outcome.best_epoch,
         epochs_to_converge=outcome.epochs_to_converge if trainable else None,  # nothing to converge
@@ -97,11 +110,10 @@ def run_one(bench: Workbench, plan: PlannedExperiment, seed: int, observer: Obse
         cached_features=features_from is not None,
         features_from=features_from,
         split_sizes={"train": len(train), "val": len(val), "test": len(test)},
-        per_class=metrics["per_class"],
-        confusion_matrix=metrics["confusion_matrix"],
         history=outcome.history_rows(),
         params=plan.params(),
         reference=plan.reference(),
+        **measured,
     )
 
 
@@ -128,4 +140,4 @@ def _encode(tuner: nn.Module, data: ImageData, pixels, batch_size: int, precisio
     """The frozen encoder's output for every image, computed once for all epochs (and runs)."""
     tuner.eval()
     with precision.autocast():
-        return encode_dataset(tuner.encode, data, pixels, batch_size)
+        return encode_dataset(cast("FeatureTuner", tuner).encode, data, pixels, batch_size)

@@ -19,7 +19,7 @@ def seed_everything(seed: int) -> torch.Generator:
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
     # no NaN-filling of every fresh CUDA buffer: correct kernels never read uninitialised memory
-    torch.utils.deterministic.fill_uninitialized_memory = False
+    torch.utils.deterministic.fill_uninitialized_memory = False  # type: ignore[attr-defined]  # a property of the module's class, unseen by mypy
     torch.backends.cudnn.benchmark = False
     generator = torch.Generator()
     generator.manual_seed(seed)

@@ -8,7 +8,7 @@ from typing import Protocol
 
 from vptbench.errors import UsageError, stop_reason
 from vptbench.harness.device import describe
-from vptbench.harness.executors import Executor, LocalExecutor
+from vptbench.harness.executors import Executor, InlineExecutor
 from vptbench.harness.guarded import failed_record
 from vptbench.harness.observer import Observer
 from vptbench.harness.planning import SuitePlan
@@ -43,10 +43,12 @@ class SuiteResult:
 
 def run_suite(
     plan: SuitePlan, bench: Workbench, run_dir: Path, observer: Observer, sink: RecordSink, finished: list[RunRecord] | None = None,
-    retry_oom: bool = False, executor: Executor | None = None,
+    retry_oom: bool = False, executor: Executor | None = None, skip: frozenset[str] = frozenset(),
 ) -> SuiteResult:  # fmt: skip
     """Run every (experiment, seed) not already finished in `finished`, handing each record to
-    `sink` as it completes; the sink reports in full once, at the end or on a stop."""
+    `sink` as it completes; the sink reports in full once, at the end or on a stop. The runs of
+    the experiments in `skip` are recorded as skipped instead (a strategy that hangs or crashes every
+    time need not hold a resume hostage); a later resume without it runs them."""
     earlier_records = {r.key: r for r in finished or []}
     done = {key: r for key, r in earlier_records.items() if r.status.finished}
     plan_keys = plan.keys()
@@ -68,8 +70,10 @@ def run_suite(
     if earlier and (changed := fingerprint_difference(earlier, manifest)):
         raise UsageError(f"cannot resume '{run_dir}': {changed} changed since it started; start a new run")
     pending = [(e, seed) for e in plan.experiments for seed in plan.seeds if run_key(e.id, seed) not in done]
+    skipped = [(e, seed) for e, seed in pending if e.id in skip]
+    pending = [(e, seed) for e, seed in pending if e.id not in skip]
     result = SuiteResult(run_dir, in_plan_order(list(earlier_records.values()), plan_keys))  # a failed one stays until its rerun ends
-    executor = executor or LocalExecutor()
+    executor = executor or InlineExecutor()
 
     def keep(record: RunRecord) -> None:
         sink.add(record)
@@ -77,6 +81,8 @@ def run_suite(
 
     with RunLock(run_dir):
         sink.start(manifest, in_plan_order(list(done.values()), plan_keys))
+        for experiment, seed in skipped:
+            keep(failed_record(experiment, seed, "skipped with --skip", Status.skipped))
         status = "interrupted"
         runs = executor.run(bench, pending, observer, retry_oom)
         try:

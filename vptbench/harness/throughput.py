@@ -8,18 +8,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, cast
 
 import torch
-from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from vptbench import contract
+from vptbench.clip.vision import image_size
 from vptbench.errors import VptbenchError, first_line
 from vptbench.harness.counting import count_parameters
 from vptbench.harness.device import clock, free_failed_attempt, peak_memory, reset_peak_memory
 from vptbench.harness.planning import PlannedExperiment
 from vptbench.harness.seeding import seed_everything
 from vptbench.harness.trainer import Precision, make_optimizer, train_step
+
+if TYPE_CHECKING:  # transformers is imported where a model is loaded, not to list or plan
+    from transformers import CLIPModel
+
+    from vptbench.protocol import FeatureTuner
 
 # Dense tensor-core peaks in TFLOP/s, (bf16 or fp16, tf32), for model-FLOPs utilisation; the more
 # specific names first, as a card's name contains its family's ("NVIDIA H100 PCIe").
@@ -64,7 +70,7 @@ def device_peak_tflops(device: torch.device, precision: Precision) -> float | No
 
 
 def measure(
-    plan: PlannedExperiment, clip: nn.Module, task, device: torch.device, batch_size: int, steps: int,
+    plan: PlannedExperiment, clip: CLIPModel, task, device: torch.device, batch_size: int, steps: int,
     warmup: int, precision_name: str, compile_model: bool = False, peak_tflops: float | None = None,
     on_step: Callable[[], None] = lambda: None,
 ) -> ThroughputRow:  # fmt: skip
@@ -76,11 +82,11 @@ def measure(
     tuner = plan.build(clip, task)[0].to(device)
     trainable, _ = count_parameters(tuner)
     precision = Precision(precision_name, device)
-    size = clip.config.vision_config.image_size
+    size = image_size(clip)
     pixels = torch.randn(batch_size, 3, size, size, device=device)
     labels = torch.randint(0, task.num_classes, (batch_size,), device=device)
     forward_only = not trainable or contract.caches_features(tuner)
-    plain = (tuner.encode if contract.caches_features(tuner) else tuner) if forward_only else tuner
+    plain = (cast("FeatureTuner", tuner).encode if contract.caches_features(tuner) else tuner) if forward_only else tuner
     fast = torch.compile(plain) if compile_model else plain
     if forward_only:
         tuner.eval()

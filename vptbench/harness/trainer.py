@@ -6,6 +6,7 @@ import contextlib
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -85,6 +86,7 @@ class Evaluation:
     loss: float
     accuracy: float
     predictions: Tensor
+    nonfinite: int = 0  # images whose logits hold NaN or infinity: their accuracy means nothing
 
 
 class Precision:
@@ -120,15 +122,17 @@ def evaluate(
     module: nn.Module, logits_fn: Callable[[Tensor], Tensor], batches: Batches, batch_size: int, precision: Precision | None = None
 ) -> Evaluation:
     module.eval()
-    total_loss, predictions = torch.zeros((), device=batches.labels.device), []
+    device = batches.labels.device
+    total_loss, nonfinite, predictions = torch.zeros((), device=device), torch.zeros((), device=device, dtype=torch.long), []
     with precision.autocast() if precision else contextlib.nullcontext():
         for x, y in batches.iterate(batch_size):
             logits = logits_fn(x).float()
             total_loss += nn.functional.cross_entropy(logits, y, reduction="sum")
+            nonfinite += (~torch.isfinite(logits)).any(dim=-1).sum()
             predictions.append(logits.argmax(dim=-1))
     predicted = torch.cat(predictions).cpu()
     accuracy = (predicted == batches.labels.cpu()).float().mean().item()
-    return Evaluation(total_loss.item() / len(batches), accuracy, predicted)
+    return Evaluation(total_loss.item() / len(batches), accuracy, predicted, int(nonfinite.item()))
 
 
 def make_optimizer(params: list[nn.Parameter], training: Training, device: torch.device) -> torch.optim.Optimizer:
@@ -137,8 +141,8 @@ def make_optimizer(params: list[nn.Parameter], training: Training, device: torch
 
     Fused SGD is left out: it allocates momentum uninitialised, so a first step that loss scaling
     skips leaves garbage momentum, and it fails on a parameter first reached after step one."""
-    cpu = {"foreach": False} if device.type == "cpu" else {}
-    adam = {"fused": True} if device.type == "cuda" else cpu
+    cpu: dict[str, Any] = {"foreach": False} if device.type == "cpu" else {}
+    adam: dict[str, Any] = {"fused": True} if device.type == "cuda" else cpu
     if training.optimizer == "adam":
         return torch.optim.Adam(params, lr=training.lr, weight_decay=training.weight_decay, **adam)
     if training.optimizer == "adamw":
@@ -262,11 +266,11 @@ def fit(
 
 def epochs_to_converge(history: list[EpochRecord], tolerance: float) -> int:
     """The first evaluated epoch whose validation accuracy is within `tolerance` of the best one."""
-    evaluated = [record for record in history if record.val_accuracy is not None]
+    evaluated = [(record.epoch, record.val_accuracy) for record in history if record.val_accuracy is not None]
     if not evaluated:
         return 0
-    best = max(record.val_accuracy for record in evaluated)
-    return next(record.epoch for record in evaluated if record.val_accuracy >= best - tolerance)
+    best = max(accuracy for _, accuracy in evaluated)
+    return next(epoch for epoch, accuracy in evaluated if accuracy >= best - tolerance)
 
 
 def _snapshot(module: nn.Module) -> dict[str, Tensor]:

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from pydantic.config import ExtraValues
+from pydantic_core import ErrorDetails
 
 from vptbench.errors import ConfigError, first_few
 from vptbench.registry.schema import DatasetSpec, ModelSpec, Registry
@@ -77,7 +78,7 @@ def format_validation_error(exc: ValidationError, path: Path, prefix: str = "", 
     return f"{path}: {first_few([_one_error(error, prefix) for error in errors], shown, sep='; ')}"
 
 
-def _one_error(error: dict, prefix: str) -> str:
+def _one_error(error: ErrorDetails, prefix: str) -> str:
     loc = ".".join(str(part) for part in (*filter(None, prefix.split(".")), *error["loc"]))
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":

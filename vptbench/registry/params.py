@@ -44,6 +44,6 @@ def _models_in(annotation: Any) -> Iterator[type[BaseModel]]:
 
 def _rewrites_input(model: type[BaseModel]) -> bool:
     decorators = model.__pydantic_decorators__
-    modes = [d.info.mode for d in (*decorators.model_validators.values(), *decorators.field_validators.values())]
+    modes = [d.info.mode for d in decorators.model_validators.values()] + [d.info.mode for d in decorators.field_validators.values()]
     annotated = [item for field in model.model_fields.values() for item in field.metadata]
     return any(mode in ("before", "wrap") for mode in modes) or any(isinstance(item, (BeforeValidator, WrapValidator)) for item in annotated)

@@ -79,6 +79,9 @@ class DatasetSpec(Strict):
     label_column: str = "label"
     class_names: Annotated[list[ClassName], Field(min_length=2)]
     templates: Annotated[list[Template], Field(min_length=1)] = ["a photo of a {}."]
+    intensity_window: tuple[float, float] | None = Field(
+        None, description="(low, high) scaled onto 0..255 for images deeper than 8 bits (default: their declared range, or each image's own)"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> DatasetSpec:
@@ -86,6 +89,8 @@ class DatasetSpec(Strict):
         _require_locator(source, self.id, self.path)
         if len(set(self.class_names)) != len(self.class_names):
             raise ValueError("class_names contains duplicates")
+        if self.intensity_window and not self.intensity_window[0] < self.intensity_window[1]:
+            raise ValueError(f"intensity_window {list(self.intensity_window)} must be [low, high] with low < high")
         return self
 
 
@@ -120,6 +125,7 @@ class Training(Strict):
     precision: PrecisionName = Field("auto", description="auto: bf16 autocast on CUDA (scaled fp16 before Ampere), fp32 elsewhere")
     compile: bool = Field(False, description="torch.compile the model before training")
     eval_every: Annotated[int, Field(ge=1, description="validate every N epochs (and after the last)")] = 1
+    timeout: Annotated[float, Field(gt=0, description="seconds a run may take before it is stopped and recorded as timeout (process and Ray executors)")] | None = None
     seeds: Annotated[list[Seed], Field(min_length=1), AfterValidator(_unique)] = [0]
     convergence: Convergence = Convergence()
 
@@ -134,15 +140,17 @@ SUITE_WIDE = ("eval_batch_size", "val_fraction", "seeds")  # alike for every exp
 
 def _overridable(field: FieldInfo) -> tuple[Any, Any]:
     """Training's field as an override: the same type and bounds, None when the experiment inherits it."""
-    bounded = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
+    arguments = (field.annotation, *field.metadata)
+    bounded = Annotated[arguments] if field.metadata else field.annotation
     return Optional[bounded], Field(None, description=field.description)  # noqa: UP045 - built at runtime: `X | None` needs a type, not an Annotated alias
 
 
+_OVERRIDABLE: dict[str, Any] = {name: _overridable(field) for name, field in Training.model_fields.items() if name not in SUITE_WIDE}
 TrainingOverride = create_model(
     "TrainingOverride",
     __base__=Strict,
     __doc__="The settings of Training an experiment may change; unset fields inherit the suite's.",
-    **{name: _overridable(field) for name, field in Training.model_fields.items() if name not in SUITE_WIDE},
+    **_OVERRIDABLE,
 )
 
 

@@ -1,10 +1,10 @@
-"""Everything a reader sees: CSV, Markdown with plots, JSON and the console table."""
+"""Everything a reader sees: CSV, Markdown with plots, JSON and the console table. Importing the
+package costs nothing: pandas and matplotlib load when a report is written."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from vptbench.reporting.tables import csv_text, flat_frame, summarize
 from vptbench.results.io import json_text, write_atomic
 from vptbench.results.manifest import RunManifest
 from vptbench.results.records import RunRecord
@@ -24,6 +24,7 @@ def write_reports(run_dir: Path, meta: RunManifest, records: list[RunRecord], fo
     from vptbench.reporting.markdown import markdown_report
     from vptbench.reporting.plots import write_plots
     from vptbench.reporting.schema import Report
+    from vptbench.reporting.tables import csv_text, flat_frame, summarize
 
     frame = flat_frame(records)
     written = []

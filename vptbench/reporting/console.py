@@ -7,8 +7,10 @@ from collections.abc import Iterable
 from rich.markup import escape
 from rich.table import Table
 
-from vptbench.reporting.tables import CACHED_NOTE, NUMERIC, display_rows, flat_frame, shows_cached, summarize
 from vptbench.results.records import RunRecord
+
+# Columns of the displayed tables that hold numbers: right-aligned in the terminal and in Markdown.
+NUMERIC = {"Step", "GFLOPs/img", "TFLOP/s", "MFU", "Trainable", "Total", "Trainable %", "Val acc", "Test acc", "Macro-F1", "Epochs to conv.", "Train time", "Images/s", "Peak mem", "Reference", "Δ vs ref"}
 
 
 def make_table(title: str, columns: Iterable[str], widths: dict[str, int] | None = None) -> Table:
@@ -34,6 +36,8 @@ THROUGHPUT_PRIORITY = ["Experiment", "Images/s", "Status", "Step", "MFU", "Peak 
 def summary_table(records: list[RunRecord], plan: list[str], title: str, width: int) -> Table:
     """The run summary in `width` columns: no cell is ever wrapped, so the least important
     columns are left out (and named) when the terminal is too narrow for all of them."""
+    from vptbench.reporting.tables import CACHED_NOTE, display_rows, flat_frame, shows_cached, summarize
+
     rows = display_rows(summarize(flat_frame(records), plan))
     table, columns = _fitted(rows, title, width, PRIORITY, "see report.md")
     return _noted(table, [CACHED_NOTE] if shows_cached(rows) and "Train time" in columns else [])
@@ -58,7 +62,7 @@ def throughput_table(results: list[dict], title: str, width: int, peaks: str | N
 
 def _noted(table: Table, notes: list[str]) -> Table:
     """`notes` above the caption that names the columns left out, if any."""
-    table.caption = "\n".join([*notes, table.caption] if table.caption else notes) or None
+    table.caption = "\n".join([*notes, str(table.caption)] if table.caption else notes) or None
     return table
 
 
@@ -81,7 +85,7 @@ def fitting_columns(rows: list[dict[str, str]], width: int, priority: list[str] 
     if sum(max(len(column), cell) + BORDER for column, cell in cells.items()) + 1 <= width:
         return list(cells), {}
     tight = {column: max(cell, *(len(word) for word in column.split())) for column, cell in cells.items()}
-    kept, used = set(), 1
+    kept, used = set[str](), 1
     for column in sorted(cells, key=lambda c: priority.index(c) if c in priority else len(priority)):
         if used + tight[column] + BORDER <= width or not kept:
             kept.add(column)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from vptbench.reporting.tables import CACHED_NOTE, NUMERIC, display_rows, shows_cached, summarize
+from vptbench.reporting.console import NUMERIC
+from vptbench.reporting.tables import CACHED_NOTE, display_rows, shows_cached, summarize
 from vptbench.results.manifest import RunManifest
 from vptbench.results.records import RunRecord, missing_keys
 
@@ -61,11 +62,14 @@ def markdown_report(meta: RunManifest, records: list[RunRecord], frame: pd.DataF
 
 def missing_runs(meta: RunManifest, records: list[RunRecord]) -> str:
     """A sentence naming the planned (experiment, seed) runs that have no record, or ""."""
-    missing = missing_keys(meta.plan, records)
+    return not_run_sentence(missing_keys(meta.plan, records), len(meta.plan), meta.status == "combined")
+
+
+def not_run_sentence(missing: list[str], planned: int, combined: bool = False) -> str:
     if not missing:
         return ""
-    remedy = "`vptbench run --resume` on the directory that ran them, then report again" if meta.status == "combined" else "`vptbench run --resume` runs them"
-    return f"Not run: {', '.join(missing)} ({len(missing)} of {len(meta.plan)} planned runs have no record; {remedy})"
+    remedy = "`vptbench run --resume` on the directory that ran them, then report again" if combined else "`vptbench run --resume` runs them"
+    return f"Not run: {', '.join(missing)} ({len(missing)} of {planned} planned runs have no record; {remedy})"
 
 
 def _experiment_section(record: RunRecord, training: dict | None) -> list[str]:

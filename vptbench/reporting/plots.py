@@ -36,6 +36,11 @@ def write_plots(run_dir: Path, records: list[RunRecord]) -> list[Path]:
     return written
 
 
+def _nan_if_none(value: float | None) -> float:
+    """A value stored as null (a NaN loss, in JSON) as the NaN that matplotlib draws as a gap, as it did None."""
+    return float("nan") if value is None else value
+
+
 def _loss_figure(trained: dict[str, RunRecord]) -> Figure:
     figure = Figure(figsize=(7, 4), layout="constrained")
     axes = figure.add_subplot()
@@ -43,9 +48,9 @@ def _loss_figure(trained: dict[str, RunRecord]) -> Figure:
         history = record.history or []
         color = f"C{index % 10}"
         name = f"{experiment} seed {record.seed}"
-        axes.plot([h.epoch for h in history], [h.train_loss for h in history], color=color, label=f"{name} train")
+        axes.plot([h.epoch for h in history], [_nan_if_none(h.train_loss) for h in history], color=color, label=f"{name} train")
         evaluated = [h for h in history if h.val_loss is not None]
-        axes.plot([h.epoch for h in evaluated], [h.val_loss for h in evaluated], color=color, linestyle="--", label=f"{name} val")
+        axes.plot([h.epoch for h in evaluated], [_nan_if_none(h.val_loss) for h in evaluated], color=color, linestyle="--", label=f"{name} val")
     axes.set(xlabel="epoch", ylabel="cross-entropy loss", title="Training (solid) and validation (dashed) loss")
     axes.legend(fontsize="small", ncols=2)
     return figure
@@ -56,7 +61,7 @@ def _val_accuracy_figure(trained: dict[str, RunRecord]) -> Figure:
     axes = figure.add_subplot()
     for experiment, record in trained.items():
         evaluated = [h for h in record.history or [] if h.val_accuracy is not None]
-        axes.plot([h.epoch for h in evaluated], [h.val_accuracy for h in evaluated], label=f"{experiment} seed {record.seed}")
+        axes.plot([h.epoch for h in evaluated], [_nan_if_none(h.val_accuracy) for h in evaluated], label=f"{experiment} seed {record.seed}")
     axes.set(xlabel="epoch", ylabel="validation accuracy", title="Validation accuracy per epoch")
     axes.legend(fontsize="small")
     return figure
@@ -68,6 +73,7 @@ def _scatter(records: list[RunRecord], key: str, label: str, log: bool) -> Figur
     colors = {e: f"C{i % 10}" for i, e in enumerate(dict.fromkeys(r.experiment for r in records))}
     for record in records:
         x, y = getattr(record, key), record.test_accuracy
+        assert y is not None  # an ok record is complete (RunRecord's validator)
         axes.scatter(x, y, color=colors[record.experiment])
         axes.annotate(record.experiment, (x, y), textcoords="offset points", xytext=(4, 4))
     if log:  # symmetric log: zero-shot's 0 trainable parameters sits at 0, not on a pretend 1

@@ -19,15 +19,27 @@ class ReportSink:
         self.run_dir = run_dir
 
     def start(self, manifest: RunManifest, kept: list[RunRecord]) -> None:
-        """run.json as the run starts, and results.csv with the rows it keeps (a resume's)."""
+        """run.json as the run starts, and results.csv with the rows it keeps (a resume's), or none
+        until the first run finishes."""
         save_manifest(self.run_dir, manifest)
-        write_atomic(self.run_dir / RESULTS_CSV, csv_text(flat_frame(kept)))
+        if kept:
+            write_atomic(self.results_csv, csv_text(flat_frame(kept)))
+        else:
+            self.results_csv.unlink(missing_ok=True)
 
     def add(self, record: RunRecord) -> None:
+        """The record (the source of truth: written first), its traceback, then its row."""
         if record.traceback:
             append_traceback(self.run_dir, record.key, record.traceback)
         save_run_record(self.run_dir, record)
-        append_text(self.run_dir / RESULTS_CSV, csv_text(flat_frame([record]), header=False))
+        if self.results_csv.exists():
+            append_text(self.results_csv, csv_text(flat_frame([record]), header=False))
+        else:
+            write_atomic(self.results_csv, csv_text(flat_frame([record])))
+
+    @property
+    def results_csv(self) -> Path:
+        return self.run_dir / RESULTS_CSV
 
     def finish(self, manifest: RunManifest, records: list[RunRecord]) -> None:
         """run.json's final state and every report, rewritten whole from the records."""

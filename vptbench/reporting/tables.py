@@ -23,8 +23,6 @@ SUMMARY_COLUMNS = [
     "ref_trainable_params", "ref_epochs_to_converge",
 ]  # fmt: skip
 
-# Columns of the displayed tables that hold numbers: right-aligned in the terminal and in Markdown.
-NUMERIC = {"Step", "GFLOPs/img", "TFLOP/s", "MFU", "Trainable", "Total", "Trainable %", "Val acc", "Test acc", "Macro-F1", "Epochs to conv.", "Train time", "Images/s", "Peak mem", "Reference", "Δ vs ref"}
 CACHED_MARK = " †"
 CACHED_NOTE = "† trains a head on frozen features encoded once per suite; the encoding is in setup_seconds, not train time"
 

@@ -66,8 +66,8 @@ def combine_run_dirs(run_dirs: list[Path]) -> tuple[RunManifest, list[RunRecord]
             "seeds": sorted({seed for m, _ in loaded for seed in m.seeds}),
             "plan": plan,
             "status": "combined",
-            "started": min(starts) if all(starts) else None,  # the whole span, unknown where a source does not say
-            "finished": max(ends) if all(ends) else None,
+            "started": min(s for s in starts if s) if all(starts) else None,  # the whole span, unknown where a source does not say
+            "finished": max(e for e in ends if e) if all(ends) else None,
             "resumed": [],  # each source's own resumes are in its run.json
             "resumed_runs": [],
             "sources": [str(d) for d in run_dirs],

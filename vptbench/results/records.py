@@ -13,13 +13,18 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Status(str, Enum):
-    """How a run ended. `ok` and `diverged` trained to the end and were measured."""
+    """How a run ended. `ok` and `diverged` trained to the end and were measured; the others are
+    cut short: an error, Ctrl-C, CUDA out of memory, a crash of the run's process (a segfault, or
+    the operating system's out-of-memory killer), the run's time limit, or `--skip`."""
 
     ok = "ok"
     failed = "failed"
     diverged = "diverged"
     interrupted = "interrupted"
     oom = "oom"
+    crashed = "crashed"
+    timeout = "timeout"
+    skipped = "skipped"
 
     def __str__(self) -> str:
         return self.value
@@ -131,7 +136,8 @@ class RunRecord(Strict):
             self.test_correct = sum(row[i] for i, row in enumerate(self.confusion_matrix))
             self.test_total = sum(map(sum, self.confusion_matrix))
         if self.status.finished:
-            missing = [name for name in MEASURED if getattr(self, name) is None]
+            required = MEASURED if self.status == Status.ok else COUNTED  # a diverged run may have nothing finite to test
+            missing = [name for name in required if getattr(self, name) is None]
             if missing:
                 raise ValueError(f"a finished run lacks {', '.join(missing)}")
         return self
@@ -153,7 +159,8 @@ class RunRecord(Strict):
         return row
 
 
-MEASURED = ("trainable_params", "total_params", "test_accuracy", "val_accuracy", "test_macro_f1", "per_class", "confusion_matrix", "history")
+COUNTED = ("trainable_params", "total_params", "history")
+MEASURED = (*COUNTED, "test_accuracy", "val_accuracy", "test_macro_f1", "per_class", "confusion_matrix")
 RECORD_COLUMNS = [name for name, field in RunRecord.model_fields.items() if CSV in field.metadata]
 REFERENCE_FIELDS = ("test_accuracy", "trainable_params", "epochs_to_converge")  # registry's Reference
 COLUMNS = [*RECORD_COLUMNS, *(f"ref_{name}" for name in REFERENCE_FIELDS)]  # results.csv, in order

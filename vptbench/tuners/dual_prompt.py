@@ -3,12 +3,11 @@ CLIP's scaled cosine similarity between prompted image features and context-cond
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import torch
 from pydantic import Field, model_validator
 from torch import Tensor, nn
-from transformers import CLIPModel
 
 from vptbench.clip.features import cosine_logits, tokenize
 from vptbench.clip.text import text_features_with_context
@@ -16,6 +15,9 @@ from vptbench.clip.vision import prompted_image_features
 from vptbench.errors import DataError
 from vptbench.protocol import Task, TunerConfig
 from vptbench.tuners.vpt import VisualPrompts
+
+if TYPE_CHECKING:  # transformers is imported where a model is loaded, not to list or plan
+    from transformers import CLIPModel
 
 CONTEXT_INIT_STD = 0.02  # CoOp's random initialisation
 DEFAULT_CONTEXT_INIT = "a photo of a"  # CoOp's
@@ -43,6 +45,8 @@ class DualPromptConfig(TunerConfig):
 
 class DualPrompt(nn.Module):
     Config = DualPromptConfig
+    input_ids: Tensor  # buffers
+    attention_mask: Tensor
 
     def __init__(self, config: DualPromptConfig, clip: CLIPModel, task: Task) -> None:
         super().__init__()
@@ -69,6 +73,7 @@ def _initial_context(config: DualPromptConfig, clip: CLIPModel, task: Task) -> t
     embedding = clip.text_model.embeddings.token_embedding
     if config.context_init is None:
         n_ctx = config.context_tokens
+        assert n_ctx is not None  # the config's validator sets context_init unless context_tokens is set
         context = torch.randn(n_ctx, embedding.embedding_dim) * CONTEXT_INIT_STD
         return context, " ".join(["X"] * n_ctx)
     ids = task.tokenizer(config.context_init, add_special_tokens=False)["input_ids"]

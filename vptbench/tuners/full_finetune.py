@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pydantic import Field, model_validator
 from torch import Tensor, nn
-from transformers import CLIPModel
 
 from vptbench.clip.features import image_features
 from vptbench.protocol import Task, TunerConfig
 from vptbench.tuners.heads import HeadKind, LiveTextHead, make_head
+
+if TYPE_CHECKING:  # transformers is imported where a model is loaded, not to list or plan
+    from transformers import CLIPModel
 
 
 class FullFinetuneConfig(TunerConfig):
@@ -33,7 +37,7 @@ class FullFinetune(nn.Module):
         if config.train_text:
             clip.text_model.requires_grad_(True)
             clip.text_projection.requires_grad_(True)
-            self.head = LiveTextHead(clip, task)
+            self.head: nn.Module = LiveTextHead(clip, task)
         else:
             self.head = make_head(config.head, clip, task)
 

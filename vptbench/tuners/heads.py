@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
-from transformers import CLIPModel
 
 from vptbench.clip.features import class_prompts, class_text_features, cosine_logits, image_features
 from vptbench.contract import source_digest
 from vptbench.protocol import Task
+
+if TYPE_CHECKING:  # transformers is imported where a model is loaded, not to list or plan
+    from transformers import CLIPModel
 
 HeadKind = Literal["linear", "text"]
 
@@ -20,12 +22,16 @@ class LinearHead(nn.Linear):
     `Linear` itself rather than a wrapper, since each module call is a share of a small head's step."""
 
     def __init__(self, clip: CLIPModel, task: Task, bias: bool = True) -> None:
-        super().__init__(clip.config.projection_dim, task.num_classes, bias=bias)
+        projection_dim = clip.config.projection_dim
+        assert projection_dim is not None  # CLIPModel builds its projections with it
+        super().__init__(projection_dim, task.num_classes, bias=bias)
 
 
 class TextHead(nn.Module):
     """CLIP's frozen zero-shot classifier: scaled cosine similarity to class-prompt embeddings,
     computed once per suite from the untouched text tower."""
+
+    text_features: Tensor  # a buffer
 
     def __init__(self, clip: CLIPModel, task: Task, templates: list[str] | None = None) -> None:
         super().__init__()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from transformers import CLIPModel
+from typing import TYPE_CHECKING
 
 from vptbench.protocol import Task, TunerConfig
 from vptbench.tuners.heads import FrozenFeatureTuner, LinearHead
+
+if TYPE_CHECKING:  # transformers is imported where a model is loaded, not to list or plan
+    from transformers import CLIPModel
 
 
 class LinearProbeConfig(TunerConfig):

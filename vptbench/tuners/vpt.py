@@ -6,16 +6,18 @@ tokens that replace the previous layer's prompt outputs.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import torch
 from pydantic import Field
 from torch import Tensor, nn
-from transformers import CLIPModel
 
-from vptbench.clip.vision import prompted_image_features, vpt_init_bound
+from vptbench.clip.vision import prompted_image_features, vision_config, vpt_init_bound
 from vptbench.protocol import Task, TunerConfig
 from vptbench.tuners.heads import HeadKind, make_head
+
+if TYPE_CHECKING:  # transformers is imported where a model is loaded, not to list or plan
+    from transformers import CLIPModel
 
 
 class VisualPrompts(nn.Module):
@@ -23,7 +25,7 @@ class VisualPrompts(nn.Module):
 
     def __init__(self, clip: CLIPModel, num_tokens: int, deep: bool, dropout: float = 0.0) -> None:
         super().__init__()
-        config = clip.config.vision_config
+        config = vision_config(clip)
         depth = config.num_hidden_layers if deep else 1
         bound = vpt_init_bound(clip)
         self.tokens = nn.Parameter(torch.empty(depth, num_tokens, config.hidden_size).uniform_(-bound, bound))

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field
-from transformers import CLIPModel
 
 from vptbench.protocol import Task, TunerConfig
 from vptbench.registry.schema import Template
 from vptbench.tuners.heads import FrozenFeatureTuner, TextHead
+
+if TYPE_CHECKING:  # transformers is imported where a model is loaded, not to list or plan
+    from transformers import CLIPModel
 
 
 class ZeroShotConfig(TunerConfig):

@@ -6,14 +6,17 @@ The text tower and `visual_projection` (which has no bias in CLIP) stay frozen.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from pydantic import Field
 from torch import Tensor, nn
-from transformers import CLIPModel
 
 from vptbench.clip.features import image_features
 from vptbench.protocol import Task, TunerConfig
 from vptbench.tuners.heads import HeadKind, make_head
+
+if TYPE_CHECKING:  # annotations only: `vptbench list` then never imports transformers
+    from transformers import CLIPModel
 
 
 class BitFitConfig(TunerConfig):
