@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from typing import Any
 
+from vptbench.harness.executors import Pending
 from vptbench.harness.guarded import failed_record, run_guarded
 from vptbench.harness.observer import Observer
 from vptbench.harness.planning import PlannedExperiment
@@ -27,7 +28,6 @@ from vptbench.harness.workbench import Workbench
 from vptbench.results.records import RunRecord, Status
 
 POLL_SECONDS = 0.2  # how often a waiting parent checks that its child lives and has time left
-Pending = list[tuple[PlannedExperiment, int]]
 
 
 @dataclass
