@@ -238,6 +238,16 @@ def test_loading_warnings_are_kept_once_even_when_transformers_is_quiet(tmp_path
     assert [(h, list(h.filters)) for h in library.handlers] == handlers  # left as found
 
 
+def test_the_run_shows_what_transformers_warned_of_while_loading(cli, tmp_path, image_folder):
+    """transformers' own warning about such a config was swallowed by the quieted library."""
+    path = _edited_tiny_clip(tmp_path / "m", sep_token_id=23456)  # another id than above: transformers warns once per message
+    config = tmp_path / "benchmark.toml"
+    config.write_text(tiny_suite_toml(path, image_folder))
+    code, _, err = cli("run", "E1", "--config", config, "--output", tmp_path / "out", "--quiet")
+    flowing = " ".join(err.split())
+    assert code == 0 and "warning: models.tiny: " in flowing and "sep_token_id" in flowing
+
+
 def test_a_healthy_model_loads_without_warnings(tiny_model_dir):
     assert load_model("tiny", ModelSpec(source="local", path=str(tiny_model_dir))).warnings == []
 

@@ -290,6 +290,14 @@ def test_a_diverged_experiment_still_shows_its_trainable_parameters(tmp_path):
     assert [(r["experiment"], r["trainable_params"], r["runs_ok"]) for r in rows] == [("E3", "30", "0"), ("E4", "", "0")]
 
 
+def test_a_one_epoch_linear_probe_keeps_its_cached_features_mark():
+    """Its only epoch is warm-up, so it has no images/s; its train time still excludes the encoding."""
+    probe = {**_record("E2", 0, 90, epochs=1), "cached_features": True, "images_per_second": None}
+    zero_shot = {**_record("E1", 0, 70), "trainable_params": 0, "cached_features": True, "images_per_second": None}
+    rows = display_rows(summarize(flat_frame([zero_shot, probe]), ["E1-seed0", "E2-seed0"]))
+    assert [(row["Train time"], row["Images/s"]) for row in rows] == [("–", "–"), ("2.0 s †", "–")]
+
+
 def test_a_strategy_that_trains_nothing_shows_no_train_time():
     zero_shot = {**_record("E1", 0, 70), "trainable_params": 0, "train_seconds": 0.0, "images_per_second": None, "epochs_to_converge": None}
     (shown,) = display_rows(summarize(flat_frame([zero_shot]), ["E1-seed0"]))

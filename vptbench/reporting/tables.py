@@ -116,7 +116,8 @@ def display_rows(summary: pd.DataFrame) -> list[dict[str, str]]:
     with_reference = summary["ref_test_accuracy"].notna().any()
     rows = []
     for row in summary.to_dict("records"):
-        cached = CACHED_MARK if row["cached_features"] and pd.notna(row["images_per_second_mean"]) else ""  # trained
+        trained = pd.notna(row["trainable_params"]) and row["trainable_params"] != 0
+        cached = CACHED_MARK if row["cached_features"] and trained else ""  # a head trained on features encoded once
         shown = {
             "Experiment": row["experiment"],
             "Tuner": row["tuner"],
@@ -126,7 +127,7 @@ def display_rows(summary: pd.DataFrame) -> list[dict[str, str]]:
             "Macro-F1": _num(row["test_macro_f1_mean"]),
             "Epochs to conv.": _num(row["epochs_to_converge_mean"], "{:.0f}"),
             "Train time": _num(row["train_seconds_mean"] if row["trainable_params"] != 0 else None, "{:.1f} s") + cached,
-            "Images/s": _num(row["images_per_second_mean"], "{:,.0f}") + cached,
+            "Images/s": _num(row["images_per_second_mean"], "{:,.0f}") + (cached if pd.notna(row["images_per_second_mean"]) else ""),  # none after one epoch
             "Peak mem": _num(row["peak_memory_mb_max"], "{:,.0f} MiB"),
             "Status": row["status"],
         }
