@@ -175,7 +175,7 @@ def test_bad_inputs_get_one_line_and_exit_code_2(cli, tmp_path, tiny_model_dir, 
     ("options", "expected"),
     [
         (["--device", "tpu"], "--device: 'tpu' is not a device vptbench runs on"),
-        (["--executor", "dask"], "--executor: 'dask' is not one of process, inline, ray"),
+        (["--executor", "dask"], "--executor (or VPTBENCH_EXECUTOR): 'dask' is not one of process, inline, ray"),
         (["--address", "auto"], "--address goes with --executor ray"),
     ],
 )

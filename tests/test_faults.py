@@ -165,3 +165,21 @@ def test_the_process_executor_gives_the_numbers_of_the_inline_one(cli, tiny_conf
         (run_dir,) = (tmp_path / executor).iterdir()
         frames.append(pd.read_csv(run_dir / "results.csv")[columns])
     pd.testing.assert_frame_equal(*frames)
+
+
+@pytest.mark.slow  # a child process
+def test_a_time_limit_holds_for_a_run_that_reports_often_and_starts_when_the_run_does(tiny_config, tmp_path):
+    """A linear probe's epochs report many times a second: the limit was checked only in silence.
+    The child's start-up (seconds of imports) is not the run's time."""
+    from vptbench.harness.isolation import ProcessExecutor
+
+    plan = _suite(tiny_config, {}, experiments=("E1", "E2"), epochs=100_000, timeout=3)
+    result = run_suite(plan, prepare(plan, "cpu", data_on_device=False), tmp_path, QuietObserver(), ReportSink(tmp_path), executor=ProcessExecutor())
+    assert [(r.experiment, str(r.status)) for r in result.records] == [("E1", "ok"), ("E2", "timeout")]
+
+
+def test_a_time_limit_needs_the_process_executor(cli, tiny_config):
+    code, _, err = cli("run", "E1", "--config", tiny_config, "--timeout", "5", "--executor", "inline")
+    assert code == 2 and "--timeout needs --executor process (the inline executor enforces no time limit)" in err
+    code, _, err = cli("run", "E1", "--config", tiny_config, "--timeout", "inf", "--executor", "process")
+    assert code == 2 and "--timeout: inf is not a finite number of seconds" in err

@@ -45,7 +45,7 @@ def test_ray_executor_matches_the_local_executor(local_ray, cli, tiny_config, tm
 
 def test_unknown_executor_is_a_usage_error(cli, tiny_config):
     code, _, err = cli("run", "--all", "--config", tiny_config, "--executor", "dask")
-    assert code == 2 and "--executor: 'dask' is not one of process, inline, ray" in err
+    assert code == 2 and "--executor (or VPTBENCH_EXECUTOR): 'dask' is not one of process, inline, ray" in err
 
 
 def test_a_task_whose_worker_dies_is_retried_then_failed(local_ray, tiny_config, tmp_path):

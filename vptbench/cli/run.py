@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -33,7 +34,7 @@ def run(
     resume: Annotated[Path | None, typer.Option(help="Finish an interrupted run directory: keep its finished runs, rerun the rest.")] = None,
     feature_cache: Annotated[Path | None, typer.Option(help="Folder that keeps frozen-encoder features across runs (keyed by a hash of weights, model settings, data and precision).")] = None,
     executor: Annotated[str, typer.Option(envvar="VPTBENCH_EXECUTOR", help="process (each run in a child process: a crash or hang costs that run alone), inline (in this process, for debugging) or ray (one task per experiment and seed).")] = "process",
-    timeout: Annotated[float | None, typer.Option(min=0.001, help="Seconds each run may take before it is stopped and recorded as timeout (default: each experiment's setting; process and ray executors).", show_default=False)] = None,
+    timeout: Annotated[float | None, typer.Option(min=0.001, help="Seconds each run may take before it is stopped and recorded as timeout (default: each experiment's setting; enforced by the process executor).", show_default=False)] = None,
     skip: Annotated[list[str] | None, typer.Option("--skip", help="With --resume: record these experiments' unfinished runs as skipped instead of running them.", show_default=False)] = None,
     address: Annotated[str | None, typer.Option(help="Ray cluster address (e.g. auto, ray://host:10001); default: start a local Ray instance.")] = None,
     retry_oom: Annotated[bool, typer.Option("--retry-oom", help="On CUDA out-of-memory, retry with gradient accumulation at the same effective batch.")] = False,
@@ -50,9 +51,11 @@ def run(
     from vptbench.registry.seeds import parse_seeds
 
     if executor not in EXECUTORS:
-        raise UsageError(f"--executor: '{executor}' is not one of {', '.join(EXECUTORS)}")
+        raise UsageError(f"--executor (or VPTBENCH_EXECUTOR): '{executor}' is not one of {', '.join(EXECUTORS)}")
     if address and executor != "ray":
         raise UsageError("--address goes with --executor ray")
+    if timeout is not None and (executor != "process" or not math.isfinite(timeout)):
+        raise UsageError(f"--timeout: {timeout:g} is not a finite number of seconds" if executor == "process" else f"--timeout needs --executor process (the {executor} executor enforces no time limit)")
     if not dry_run:  # before the strategies are imported: seconds, not a minute, to say a folder is wrong
         check_folders(None if resume else output or RESULTS, feature_cache, resume)
     finished: list[RunRecord] = []

@@ -62,14 +62,16 @@ class ProcessExecutor:
         child = self._child or self._start(bench)
         child.connection.send((experiment, seed, retry_oom))
         limit = experiment.training.timeout
-        deadline = time.monotonic() + limit if limit else None
+        deadline = None  # the clock starts when the child takes the run, not while it starts up
         while True:
             if child.connection.poll(POLL_SECONDS):
                 try:
                     kind, payload = child.connection.recv()
                 except (EOFError, OSError):  # it died mid-message: its exit code says how
                     return self._lost(child, experiment, seed)
-                if kind == "started":
+                if kind == "taken":
+                    deadline = time.monotonic() + limit if limit else None
+                elif kind == "started":
                     observer.run_started(*payload)
                 elif kind == "epoch":
                     observer.epoch_done(payload)
@@ -77,7 +79,7 @@ class ProcessExecutor:
                     return payload
             elif not child.process.is_alive():
                 return self._lost(child, experiment, seed)
-            elif deadline is not None and time.monotonic() > deadline:
+            if deadline is not None and limit and time.monotonic() > deadline:  # checked however often it reports
                 self._stop()
                 return failed_record(experiment, seed, f"exceeded its time limit of {limit:g} s and was stopped", Status.timeout)
 
@@ -144,6 +146,7 @@ def _child_main(connection: Connection, bench: Workbench, parent: int) -> None:
             experiment, seed, retry_oom = connection.recv()
         except (EOFError, OSError):
             return
+        connection.send(("taken", None))
         connection.send(("done", run_guarded(local, experiment, seed, observer, retry_oom)))
 
 

@@ -125,7 +125,7 @@ class Training(Strict):
     precision: PrecisionName = Field("auto", description="auto: bf16 autocast on CUDA (scaled fp16 before Ampere), fp32 elsewhere")
     compile: bool = Field(False, description="torch.compile the model before training")
     eval_every: Annotated[int, Field(ge=1, description="validate every N epochs (and after the last)")] = 1
-    timeout: Annotated[float, Field(gt=0, description="seconds a run may take before it is stopped and recorded as timeout (process and Ray executors)")] | None = None
+    timeout: Annotated[float, Field(gt=0, description="seconds a run may take before it is stopped and recorded as timeout (enforced by the process executor)")] | None = None
     seeds: Annotated[list[Seed], Field(min_length=1), AfterValidator(_unique)] = [0]
     convergence: Convergence = Convergence()
 
