@@ -79,7 +79,7 @@ class ProcessExecutor:
                     return payload
             elif not child.process.is_alive():
                 return self._lost(child, experiment, seed)
-            if deadline is not None and limit and time.monotonic() > deadline:  # checked however often it reports
+            if deadline is not None and time.monotonic() > deadline:  # checked however often it reports
                 self._stop()
                 return failed_record(experiment, seed, f"exceeded its time limit of {limit:g} s and was stopped", Status.timeout)
 

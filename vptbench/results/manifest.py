@@ -11,12 +11,6 @@ SCHEMA_VERSION = 1  # of run.json, the run records and report.json alike
 RunStatus = Literal["running", "finished", "interrupted", "combined"]
 
 
-class Open(BaseModel):
-    """Parts written by other code (a model's spec, the environment): kept as they are."""
-
-    model_config = ConfigDict(extra="allow")
-
-
 class ExperimentEntry(BaseModel):
     """An experiment as it ran: its tuner, validated params and resolved training settings."""
 
@@ -78,4 +72,4 @@ class RunManifest(BaseModel):
     damaged_records: list[Damage] = []
 
     def json_data(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude_defaults=False)
+        return self.model_dump(mode="json")
