@@ -150,3 +150,32 @@ def test_starting_ray_does_not_take_over_sigterm(monkeypatch):
         assert signal.getsignal(signal.SIGTERM) is ours
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_search_on_ray_asks_and_scores_the_same_trials(local_ray, cli, tiny_model_dir, image_folder, tmp_path):
+    """Trials asked in blocks run side by side on the cluster, and the search is the one the local
+    executor runs: the same values, pruning decisions and validation accuracies, the same choice."""
+    from conftest import tiny_suite_toml
+
+    experiments = """
+[suites.s.search]
+trials = 4
+parallel = 2
+space = { lr = { low = 1e-3, high = 0.3, log = true } }
+[suites.s.experiments.E2]
+tuner = "linear-probe"
+[suites.s.experiments.E3]
+tuner = "vpt-shallow"
+params = { num_tokens = 2 }
+"""
+    config = tmp_path / "benchmark.toml"
+    config.write_text(tiny_suite_toml(tiny_model_dir, image_folder, experiments, "epochs = 4, batch_size = 8"))
+    args = ("run", "--all", "--config", config, "--quiet", "--device", "cpu")
+    trials = []
+    for executor in ("inline", "ray"):
+        code, _, err = cli(*args, "--output", tmp_path / executor, "--executor", executor)
+        assert code == 0, err
+        (run_dir,) = (tmp_path / executor).iterdir()
+        trials.append(pd.read_csv(run_dir / "trials.csv")[["experiment", "trial", "status", "val_accuracy", "epochs_run", "lr"]])
+    pd.testing.assert_frame_equal(trials[1], trials[0])
+    assert len(trials[0]) == 8

@@ -85,15 +85,20 @@ class RichObserver:
 
     def run_done(self, record: RunRecord) -> None:
         self._drop_epoch_bar()
-        outcome = str(record.status) if record.status != "ok" else f"test acc {record.test_accuracy:.3f}"
+        score = f"val acc {record.val_accuracy:.3f}" if record.trial is not None else f"test acc {record.test_accuracy:.3f}"
+        outcome = str(record.status) if record.status != "ok" else score
         # visible here too: runs on Ray workers never call run_started on this side
         self.progress.update(self.suite, advance=1, visible=True, description=f"suite (last: {record.experiment} {outcome})")
         if self.lines:
             suite = self._task(self.suite)
             outcome = f"{outcome}: {first_line(record.error)}" if record.error.strip() else outcome
             epochs = record.epochs_run
+            which = f"trial {record.trial}" if record.trial is not None else f"seed {record.seed}"
             took = f" · {epochs} epoch{'' if epochs == 1 else 's'} in {record.train_seconds or 0:.1f} s" if epochs else ""
-            log_line(self.console, f"[{suite.completed:.0f}/{suite.total:.0f}] {record.experiment} seed {record.seed}: {outcome}{took}")
+            log_line(self.console, f"[{suite.completed:.0f}/{suite.total:.0f}] {record.experiment} {which}: {outcome}{took}")
+
+    def expect(self, runs: int) -> None:
+        self.progress.update(self.suite, total=self._task(self.suite).total + runs)
 
     def _task(self, task_id):
         return next(task for task in self.progress.tasks if task.id == task_id)

@@ -25,12 +25,40 @@ def print_summary(records: list[RunRecord], plan: list[str], suite: str, run_dir
 
     out = table_console(stderr=as_json)
     out.print(summary_table(records, plan, f"Suite '{suite}' — {run_dir}", out.width))
+    print_search(run_dir, records, stderr=as_json)
     missing = missing_keys(plan, records)
     if missing:
         console.print(f"[yellow]{escape(not_run_sentence(missing, len(plan)))}[/]", soft_wrap=True)
     if as_json:
         runs = [{key: value for key, value in r.json_data().items() if key in SUMMARY_JSON_KEYS} for r in records]
-        typer.echo(json.dumps({"run_dir": str(run_dir), "runs": runs, "not_run": missing}, indent=2))
+        from vptbench.results.search import load_summary
+
+        summary = load_summary(run_dir)
+        searched = {"search": summary.model_dump(mode="json")} if summary else {}
+        typer.echo(json.dumps({"run_dir": str(run_dir), "runs": runs, "not_run": missing, **searched}, indent=2))
+
+
+def print_search(run_dir: Path, records: list[RunRecord] | None = None, stderr: bool = False) -> None:
+    """A searched run's table (untuned and tuned settings and accuracies, trials, compute) and a
+    warning when strategies' budgets differ; nothing for a run without a search. `records`, the
+    final runs (their test accuracy), are read from `run_dir` when not given; `stderr` as the
+    summary's table (with --json)."""
+    from vptbench.reporting.console import search_table
+    from vptbench.reporting.search import budgets_sentence, search_rows, shown_columns
+    from vptbench.results.search import load_summary
+
+    summary = load_summary(run_dir)
+    if summary is None:
+        return
+    if records is None:
+        from vptbench.results.rundir import load_run_dir
+
+        records = load_run_dir(run_dir)[1]
+    out = table_console(stderr=stderr)
+    rows = search_rows(summary, records)
+    out.print(search_table([{column: row[column] for column in shown_columns(rows)} for row in rows], "Search: trials scored on validation, the tuned settings' final runs tested", out.width))
+    if budgets := budgets_sentence(summary):
+        console.print(f"[yellow]{escape(budgets)}[/]", soft_wrap=True)
 
 
 def finish(records: list[RunRecord], plan: list[str], suite: str, run_dir: Path, as_json: bool) -> None:

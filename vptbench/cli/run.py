@@ -143,10 +143,12 @@ def _execute(plan, device: str, target: Path, resuming: bool, quiet: bool, finis
 
 
 def _dry_run(plan, as_json: bool) -> None:
+    from vptbench.cli.searching import add_search, dry_run_lines
     from vptbench.harness.dry_run import dry_run
     from vptbench.reporting.console import make_table
 
     rows = dry_run(plan)
+    add_search(rows, plan.experiments)
     failed = any(row["status"] != "ok" for row in rows)
     if as_json:  # an object, as every other --json prints
         typer.echo(json.dumps({"suite": plan.suite, "seeds": plan.seeds, "experiments": rows}, indent=2))
@@ -166,6 +168,10 @@ def _dry_run(plan, as_json: bool) -> None:
     out = table_console()
     out.print(table)
     out.print(f"Each experiment would run with {count(len(plan.seeds), 'seed')}: {', '.join(map(str, seeds))}", soft_wrap=True, highlight=False)
+    if lines := dry_run_lines(rows, plan.experiments, plan.seeds):  # a searched suite: its trials first
+        out.print("Searched on validation first (trials × epochs at most: pruning only lowers it):", highlight=False)
+        for line in lines:
+            out.print(escape(line), soft_wrap=True, highlight=False)
     for row in rows:
         if row["status"] != "ok":
             console.print(f"[red]{row['experiment']} failed[/]: {escape(row['error'])}", soft_wrap=True)

@@ -37,6 +37,10 @@ class Executor(Protocol):
         """The runs started but not finished: what an interrupt leaves behind."""
         ...
 
+    def close(self) -> None:
+        """The suite is done with it: what it holds between calls of `run` goes."""
+        ...
+
 
 class InlineExecutor:
     """One run after another in this process, with live progress: for debugging, since a crash or a
@@ -56,6 +60,9 @@ class InlineExecutor:
 
     def in_flight(self) -> Pending:
         return self._current
+
+    def close(self) -> None:
+        pass
 
 
 def _remote_run(bench: Workbench, experiment: PlannedExperiment, seed: int, device_name: str, retry_oom: bool) -> RunRecord:
@@ -113,6 +120,9 @@ class RayExecutor:
 
     def in_flight(self) -> Pending:
         return list(self._outstanding.values())
+
+    def close(self) -> None:
+        pass
 
 
 RAY_TOKEN_LOGGER = "ray._private.authentication.authentication_token_setup"

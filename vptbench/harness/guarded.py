@@ -58,6 +58,8 @@ def failed_record(plan: PlannedExperiment, seed: int, error: str, status: Status
         experiment=plan.id,
         tuner=plan.spec.tuner,
         seed=seed,
+        trial=plan.trial.number if plan.trial else None,
+        trial_values=plan.trial.values if plan.trial else {},
         status=status,
         error=first_line(Exception(error)) if error.strip() else "unknown error",
         params=plan.params(),

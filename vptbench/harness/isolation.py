@@ -52,11 +52,17 @@ class ProcessExecutor:
                 record = self._run_one(bench, experiment, seed, observer, retry_oom)
                 self._current = []
                 yield record
-        finally:  # the suite is done, or stopped (Ctrl-C, SIGTERM): the child goes with it
+        except BaseException:  # stopped (Ctrl-C, SIGTERM, the suite closing it): the child goes with it
             self._stop()
+            raise
 
     def in_flight(self) -> Pending:
         return self._current
+
+    def close(self) -> None:
+        """The suite is done: its child goes (kept until then, with its cached features, for a
+        search's next round of trials)."""
+        self._stop()
 
     def _run_one(self, bench: Workbench, experiment: PlannedExperiment, seed: int, observer: Observer, retry_oom: bool) -> RunRecord:
         child = self._child or self._start(bench)
@@ -132,6 +138,9 @@ class _PipeObserver:
         self.connection.send(("epoch", record))
 
     def run_done(self, record: RunRecord) -> None:
+        pass
+
+    def expect(self, runs: int) -> None:
         pass
 
 

@@ -17,6 +17,10 @@ class Observer(Protocol):
 
     def run_done(self, record: RunRecord) -> None: ...
 
+    def expect(self, runs: int) -> None:
+        """`runs` more to come than planned: a search's trials."""
+        ...
+
 
 class QuietObserver:
     progress = None
@@ -34,4 +38,7 @@ class QuietObserver:
         pass
 
     def run_done(self, record: RunRecord) -> None:
+        pass
+
+    def expect(self, runs: int) -> None:
         pass

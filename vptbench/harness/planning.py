@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from vptbench import plugins
 from vptbench.errors import ConfigError, PluginError, UsageError, first_few, unknown_name
@@ -17,6 +17,7 @@ from vptbench.registry import DatasetSpec, Experiment, ModelSpec, Registry, Suit
 from vptbench.registry.load import paths_from
 from vptbench.registry.params import validate_params
 from vptbench.registry.schema import SUITE_WIDE, TrainingOverride
+from vptbench.registry.search import ResolvedSearch, resolve_search
 from vptbench.results.manifest import ExperimentEntry, RunConfig, RunManifest
 from vptbench.results.records import RunRecord, run_key
 from vptbench.results.rundir import load_run_dir
@@ -24,6 +25,7 @@ from vptbench.results.rundir import load_run_dir
 if TYPE_CHECKING:
     from torch import nn
 
+    from vptbench.harness.search.trial import TrialSpec
     from vptbench.protocol import Task
 
 
@@ -38,6 +40,8 @@ class PlannedExperiment:
     config: Any
     error: str = ""  # why the tuner cannot be used; the run is recorded as failed
     traceback: str = ""  # and where, when its plugin failed to import
+    search: ResolvedSearch | None = None  # tuned on validation before its final runs
+    trial: TrialSpec | None = None  # set on a search's trial: scored on validation, never tested
 
     def build(self, clip: nn.Module, task: Task) -> tuple[nn.Module, nn.Module]:
         """The tuner and the frozen copy of `clip` it wraps: what it unfreezes or changes touches no other run."""
@@ -83,6 +87,7 @@ class SuitePlan:
                     params=p.params(),
                     training={**p.training.model_dump(mode="json"), "seeds": self.seeds},  # --seeds included
                     reference=p.reference(),
+                    search=p.search.model_dump(mode="json") if p.search else None,
                 )
                 for p in self.experiments
             },
@@ -135,39 +140,93 @@ def plan_experiments(
             continue
         try:
             config = validate_params(tuner.Config, spec.params, config_path, prefix=f"{where}.params")
+            search = search_for(suite_name, suite, experiment_id, training, tuner.Config, config_path)
         except ConfigError as exc:
             invalid.append(str(exc))
             continue
-        plans.append(PlannedExperiment(experiment_id, spec, training, tuner, config))
+        plans.append(PlannedExperiment(experiment_id, spec, training, tuner, config, search=search))
     if invalid:
         raise invalid_experiments(config_path, invalid)
+    check_suite_search(suite_name, suite, plans, config_path)
     return plans
+
+
+def search_for(suite_name: str, suite: Suite, experiment_id: str, training: Training, config: type[BaseModel], config_path: Path) -> ResolvedSearch | None:
+    """The experiment's search, checked against its training settings and its tuner's params; a
+    tuner param in the suite's space applies to the experiments whose tuner has it."""
+    from vptbench.harness.search.checks import check_search
+
+    spec = suite.experiments[experiment_id]
+    own = spec.search.space if spec.search else None
+    suite_path, own_path = f"suites.{suite_name}.search", f"suites.{suite_name}.experiments.{experiment_id}.search"
+    fields = config.model_fields
+    if unknown := [name for name in (own.params if own else {}) if name not in fields]:
+        raise ConfigError(f"{config_path}: {own_path}.space.params.{unknown[0]}: not a param of tuner '{spec.tuner}' (its params: {', '.join(fields) or 'none'})")
+    shared, others = suite.search, []
+    if shared is not None:  # the suite's params of other tuners left out before resolving: a grid's size counts this tuner's only
+        others = [name for name in shared.space.params if name not in fields]
+        mine = {name: d for name, d in shared.space.params.items() if name in fields}
+        shared = shared.model_copy(update={"space": shared.space.model_copy(update={"params": mine})})
+    search = resolve_search(shared, spec.search, list(suite.training.seeds))
+    if search is None or (others and not search.dimensions()):
+        return None  # (the latter) the suite's space tunes other tuners' params only: this one runs untuned
+    where = {name: f"{own_path if own and name in own.training() else suite_path}.space.{name}" for name in search.training}
+    where |= {f"params.{name}": f"{own_path if own and name in own.params else suite_path}.space.params.{name}" for name in search.params}
+    where["sampler"] = f"{own_path if spec.search and spec.search.sampler else suite_path}.sampler"
+    if not search.dimensions():
+        raise ConfigError(f"{config_path}: {own_path if spec.search else suite_path}.space: nothing to search: name a training setting (such as lr) or a tuner param under `params`")
+    return check_search(search, training, config, spec.params, where, config_path)
+
+
+def check_suite_search(suite_name: str, suite: Suite, plans: list[PlannedExperiment], config_path: Path) -> None:
+    """What holds across a suite's searches: a tuner param in the suite's space is some tuner's,
+    and every strategy ends with the same final seeds (the final runs are compared seed by seed)."""
+    if suite.search is not None:
+        known = {name for p in plans if p.config is not None for name in type(p.config).model_fields}
+        every_tuner = len(plans) == len(suite.experiments) and all(p.config is not None for p in plans)  # a broken plugin's params are unknown
+        if unknown := [name for name in suite.search.space.params if name not in known and every_tuner]:
+            raise ConfigError(f"{config_path}: suites.{suite_name}.search.space.params.{unknown[0]}: a param of none of the suite's tuners")
+    finals = {tuple(p.search.final_seeds) for p in plans if p.search}
+    if len(finals) > 1:
+        raise ConfigError(f"{config_path}: suites.{suite_name}: experiments' searches end with different final_seeds ({' vs '.join(map(str, map(list, finals)))}); set final_seeds on the suite's search")
 
 
 def invalid_experiments(config_path: Path, errors: list[str]) -> ConfigError:
     """One error counting every invalid experiment (naming the first few), so that fixing one does
     not just reveal the next; `vptbench list` shows each."""
-    if len(errors) == 1:
-        return ConfigError(errors[0])
+    unique = list(dict.fromkeys(errors))  # a suite-wide problem (its search's, say) is every experiment's: said once
+    if len(unique) == 1:
+        return ConfigError(unique[0])
     prefix = f"{config_path}: "
-    return ConfigError(f"{prefix}{len(errors)} experiments are invalid: " + first_few([e.removeprefix(prefix) for e in errors], sep="; "))
+    return ConfigError(f"{prefix}{len(errors)} experiments are invalid: " + first_few([e.removeprefix(prefix) for e in unique], sep="; "))
 
 
 def check_experiments(suite_name: str, suite: Suite, config_path: Path) -> list[dict]:
-    """Each experiment as `vptbench list` shows it: ok, invalid (its config error) or broken (its plugin's)."""
-    rows = []
+    """Each experiment as `vptbench list` shows it: ok, invalid (its config error) or broken (its plugin's),
+    with its resolved search (None: untuned). A problem across the suite's searches is raised."""
+    rows, plans = [], []
     for experiment_id, spec in suite.experiments.items():
+        search = None
         try:
             (planned,) = plan_experiments(suite_name, suite, config_path, [experiment_id])
             status, error = ("broken", planned.error) if planned.error else ("ok", "")
+            plans.append(planned)
+            search = planned.search.model_dump(mode="json") if planned.search else None
         except ConfigError as exc:
             status, error = "invalid", str(exc)
-        rows.append({"id": experiment_id, "tuner": spec.tuner, "params": spec.params, "description": spec.description, "status": status, "error": error})
+        rows.append({"id": experiment_id, "tuner": spec.tuner, "params": spec.params, "description": spec.description, "status": status, "error": error, "search": search})
+    if len(plans) == len(suite.experiments):  # each checked alone above: now the suite's searches together
+        check_suite_search(suite_name, suite, plans, config_path)
     return rows
 
 
-def suite_plan(registry: Registry, config_path: Path, suite_name: str, suite: Suite, experiments: list[PlannedExperiment], seeds: list[int]) -> SuitePlan:
-    """The plan of `suite` (as `select_suite` chose it) from the registry that declares its parts."""
+def suite_plan(registry: Registry, config_path: Path, suite_name: str, suite: Suite, experiments: list[PlannedExperiment], seeds: list[int] | None) -> SuitePlan:
+    """The plan of `suite` (as `select_suite` chose it) from the registry that declares its parts;
+    `seeds` (--seeds) are a searched suite's final seeds."""
+    searched = [e.search for e in experiments if e.search]
+    seeds = seeds or (searched[0].final_seeds if searched else list(suite.training.seeds))
+    for search in searched:
+        search.final_seeds = seeds
     return SuitePlan(
         suite_name, suite.model, registry.models[suite.model], suite.dataset, registry.datasets[suite.dataset],
         experiments, seeds, str(config_path),
@@ -204,6 +263,7 @@ def _suite_of(manifest: RunManifest) -> Suite:
             params=entry.params,
             reference=entry.reference,
             training=TrainingOverride.model_validate({k: v for k, v in entry.training.items() if k not in SUITE_WIDE}),
+            search=ResolvedSearch.model_validate(entry.search).as_table() if entry.search else None,
         )
         for experiment_id, entry in entries.items()
     }
@@ -231,4 +291,4 @@ def plan_from_registry(
     registry, config_path = load_registry(config)
     suite_name, chosen = select_suite(registry, suite, model, dataset)
     experiments = plan_experiments(suite_name, chosen, config_path, ids or list(chosen.experiments), overrides)
-    return suite_plan(registry, config_path, suite_name, chosen, experiments, seeds or list(chosen.training.seeds))
+    return suite_plan(registry, config_path, suite_name, chosen, experiments, seeds)

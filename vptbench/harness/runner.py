@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from vptbench import contract
 from vptbench.data import ImageData, make_splits
+from vptbench.harness.augment import crop_and_flip
 from vptbench.harness.counting import count_parameters
 from vptbench.harness.device import clock, describe, peak_memory, phase, reset_peak_memory
 from vptbench.harness.features import encode_dataset
@@ -17,7 +18,7 @@ from vptbench.harness.metrics import classification_metrics
 from vptbench.harness.observer import Observer
 from vptbench.harness.planning import PlannedExperiment
 from vptbench.harness.seeding import seed_everything
-from vptbench.harness.trainer import Batches, FitOutcome, Precision, evaluate, fit
+from vptbench.harness.trainer import Batches, EpochRecord, FitOutcome, Precision, evaluate, fit
 from vptbench.harness.workbench import Workbench
 from vptbench.results.records import RunRecord, Status
 
@@ -36,7 +37,7 @@ def run_one(bench: Workbench, plan: PlannedExperiment, seed: int, observer: Obse
     pixels = bench.normalizer()
     data, transform, features_from = bench.data, pixels, None
     logits_fn: Callable[[Tensor], Tensor] = tuner
-    if contract.caches_features(tuner):
+    if contract.caches_features(tuner) and not plan.training.augment:  # augmented images change every epoch: nothing to cache
         with precision.autocast():
             contract.check_frozen_encoder(tuner, pixels(bench.data.train.pixels[:1]))
         key = contract.feature_key(tuner, plan.config, clip)
@@ -49,25 +50,39 @@ def run_one(bench: Workbench, plan: PlannedExperiment, seed: int, observer: Obse
         logits_fn = torch.compile(logits_fn)
     trainable, total = count_parameters(tuner)
     splits = make_splits(data, plan.training.val_fraction, seed, selects=trainable > 0)
-    train, val, test = (Batches(s.pixels.to(device), s.labels.to(device), transform) for s in (splits.train, splits.val, splits.test))
+    train, val = (Batches(s.pixels.to(device), s.labels.to(device), transform) for s in (splits.train, splits.val))
     reset_peak_memory(device)
     setup_seconds = clock(device) - start
 
     epochs = plan.training.epochs if trainable else 0
-    observer.run_started(plan.id, seed, epochs)
+    trial = plan.trial
+    observer.run_started(plan.id if trial is None else f"{plan.id} trial {trial.number}", seed, epochs)
+    on_epoch = observer.epoch_done if trial is None or trial.pruning is None else _pruned_by(trial.pruning.stopper(), observer)
     if trainable:
         with phase("training"):
-            outcome = fit(tuner, logits_fn, train, val, plan.training, generator, device, observer.epoch_done)
+            outcome = fit(tuner, logits_fn, _augmented(train, generator) if plan.training.augment else train, val, plan.training, generator, device, on_epoch)
     else:
         outcome = FitOutcome()
 
+    if trial is not None:  # scored on validation: the test split is never moved, let alone evaluated
+        return _trial_record(plan, seed, outcome, trainable, total)
+    test = Batches(splits.test.pixels.to(device), splits.test.labels.to(device), transform)
     start = clock(device)
     batch = plan.training.eval_batch_size
     with phase("evaluating"):
         train_eval, val_eval = (evaluate(tuner, logits_fn, split, batch, precision) for split in (train, val))
+    refit = None
+    if plan.training.refit and trainable and outcome.status == "ok":  # VPT's protocol: the test is of a refit on train + validation
+        outcome.eval_seconds, selected_memory = outcome.eval_seconds + clock(device) - start, peak_memory(device)
+        del tuner, clip, logits_fn  # the selected state is measured; the refit starts afresh
+        tuner, clip, logits_fn, refit = _refit(bench, plan, seed, train, val, outcome.best_epoch, features_from is not None)
+        if refit.status != "ok":
+            outcome.status, outcome.error = refit.status, f"refit on train + validation: {refit.error}"
+        start = clock(device)
+    with phase("evaluating"):
         test_eval = evaluate(tuner, logits_fn, test, batch, precision)  # the only time the test split is touched
     outcome.eval_seconds += clock(device) - start
-    memory, memory_kind = peak_memory(device)
+    memory, memory_kind = selected_memory if refit else peak_memory(device)  # a refit's peak would count its data twice
     evaluated = {"train": (train_eval, train), "validation": (val_eval, val), "test": (test_eval, test)}
     if broken := [f"{name} ({e.nonfinite} of {len(split)} images)" for name, (e, split) in evaluated.items() if e.nonfinite]:
         # an argmax of NaN is no prediction: nothing is measured on the selected state
@@ -107,6 +122,8 @@ def run_one(bench: Workbench, plan: PlannedExperiment, seed: int, observer: Obse
         precision=precision.name,
         batch_size=plan.training.batch_size,
         accumulation_steps=plan.training.accumulation_steps,
+        refit_epochs=outcome.best_epoch if refit else None,
+        refit_seconds=refit.train_seconds if refit else None,
         cached_features=features_from is not None,
         features_from=features_from,
         split_sizes={"train": len(train), "val": len(val), "test": len(test)},
@@ -114,6 +131,41 @@ def run_one(bench: Workbench, plan: PlannedExperiment, seed: int, observer: Obse
         params=plan.params(),
         reference=plan.reference(),
         **measured,
+    )
+
+
+def _pruned_by(stopper: Callable[[EpochRecord], bool], observer: Observer) -> Callable[[EpochRecord], bool]:
+    def on_epoch(record: EpochRecord) -> bool:
+        observer.epoch_done(record)
+        return stopper(record)
+
+    return on_epoch
+
+
+def _trial_record(plan: PlannedExperiment, seed: int, outcome: FitOutcome, trainable: int, total: int) -> RunRecord:
+    """A trial's record: its curves and its selected epoch's validation accuracy, nothing tested."""
+    assert plan.trial is not None
+    evaluated = [row.val_accuracy for row in outcome.history if row.val_accuracy is not None]
+    return RunRecord(
+        experiment=plan.id,
+        tuner=plan.spec.tuner,
+        seed=seed,
+        trial=plan.trial.number,
+        trial_values=plan.trial.values,
+        status=Status(outcome.status),
+        error=outcome.error,
+        trainable_params=trainable,
+        total_params=total,
+        trainable_percent=100.0 * trainable / total if total else 0.0,
+        val_accuracy=max(evaluated) if evaluated else None,
+        epochs_run=outcome.diverged_epoch or len(outcome.history),
+        best_epoch=outcome.best_epoch,
+        epochs_to_converge=outcome.epochs_to_converge,
+        train_seconds=outcome.train_seconds,
+        eval_seconds=outcome.eval_seconds,
+        batch_size=plan.training.batch_size,
+        history=outcome.history_rows(),
+        params=plan.params(),
     )
 
 
@@ -129,6 +181,30 @@ def _added_params(tuner: nn.Module, clip: nn.Module) -> int:
     evaluated as initialised: a tuner that froze its own head by mistake, not a zero-shot method."""
     pretrained = {id(p) for p in clip.parameters()}
     return sum(p.numel() for p in tuner.parameters() if id(p) not in pretrained)
+
+
+def _refit(
+    bench: Workbench, plan: PlannedExperiment, seed: int, train: Batches, val: Batches, epochs: int, cached: bool
+) -> tuple[nn.Module, nn.Module, Callable[[Tensor], Tensor], FitOutcome]:
+    """A fresh tuner, built and seeded as the selection run's, trained on train + validation for
+    the selected `epochs` of the same schedule, with no validation: VPT's protocol. Returns the
+    tuner, its frozen CLIP, its logits function and the refit's outcome."""
+    generator = seed_everything(seed)
+    tuner, clip = plan.build(bench.model.clip, bench.task)
+    tuner = tuner.to(bench.device)
+    logits_fn: Callable[[Tensor], Tensor] = cast("FeatureTuner", tuner).classify if cached else tuner
+    if plan.training.compile:
+        logits_fn = torch.compile(logits_fn)
+    both = Batches(torch.cat([train.inputs, val.inputs]), torch.cat([train.labels, val.labels]), train.transform)
+    with phase("training"):
+        outcome = fit(tuner, logits_fn, _augmented(both, generator) if plan.training.augment else both, None, plan.training, generator, bench.device, epochs=epochs)
+    return tuner, clip, logits_fn, outcome
+
+
+def _augmented(batches: Batches, generator: torch.Generator) -> Batches:
+    """Training batches cropped and flipped at random (drawn from the run's `generator`) as raw
+    pixels on the device, before the split's own transform normalises them."""
+    return Batches(batches.inputs, batches.labels, lambda x: batches.transform(crop_and_flip(x, generator)))
 
 
 def _identity(x: Tensor) -> Tensor:

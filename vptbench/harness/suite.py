@@ -48,7 +48,9 @@ def run_suite(
     """Run every (experiment, seed) not already finished in `finished`, handing each record to
     `sink` as it completes; the sink reports in full once, at the end or on a stop. The runs of
     the experiments in `skip` are recorded as skipped instead (a strategy that hangs or crashes every
-    time need not hold a resume hostage); a later resume without it runs them."""
+    time need not hold a resume hostage); a later resume without it runs them. Experiments with a
+    search are tuned on validation first (continuing the run directory's study on a resume), and
+    their final runs use the values found."""
     earlier_records = {r.key: r for r in finished or []}
     done = {key: r for key, r in earlier_records.items() if r.status.finished}
     plan_keys = plan.keys()
@@ -69,9 +71,6 @@ def run_suite(
     )
     if earlier and (changed := fingerprint_difference(earlier, manifest)):
         raise UsageError(f"cannot resume '{run_dir}': {changed} changed since it started; start a new run")
-    pending = [(e, seed) for e in plan.experiments for seed in plan.seeds if run_key(e.id, seed) not in done]
-    skipped = [(e, seed) for e, seed in pending if e.id in skip]
-    pending = [(e, seed) for e, seed in pending if e.id not in skip]
     result = SuiteResult(run_dir, in_plan_order(list(earlier_records.values()), plan_keys))  # a failed one stays until its rerun ends
     executor = executor or InlineExecutor()
 
@@ -81,21 +80,30 @@ def run_suite(
 
     with RunLock(run_dir):
         sink.start(manifest, in_plan_order(list(done.values()), plan_keys))
-        for experiment, seed in skipped:
-            keep(failed_record(experiment, seed, "skipped with --skip", Status.skipped))
         status = "interrupted"
-        runs = executor.run(bench, pending, observer, retry_oom)
         try:
-            for record in runs:
-                keep(record)
-                observer.run_done(record)
-            status = "finished"
-        except KeyboardInterrupt:
-            in_flight = executor.in_flight()
-            runs.close()  # the executor stops what it still runs, wherever the interrupt landed
-            for experiment, seed in in_flight:  # recorded too, then the interrupt goes on
-                keep(failed_record(experiment, seed, stop_reason(), Status.interrupted))
-            raise
+            if any(e.search for e in plan.experiments):
+                from vptbench.harness.search.engine import run_search
+
+                plan = run_search(plan, bench, run_dir, observer, executor, retry_oom, skip, f"vptbench run --all --suite {plan.suite}")
+                manifest = manifest.model_copy(update={"config": plan.describe()})  # the final runs' settings: the tuned ones
+            pending = [(e, seed) for e in plan.experiments for seed in plan.seeds if run_key(e.id, seed) not in done]
+            for experiment, seed in pending:
+                if experiment.id in skip:
+                    keep(failed_record(experiment, seed, "skipped with --skip", Status.skipped))
+            runs = executor.run(bench, [(e, seed) for e, seed in pending if e.id not in skip], observer, retry_oom)
+            try:
+                for record in runs:
+                    keep(record)
+                    observer.run_done(record)
+                status = "finished"
+            except KeyboardInterrupt:
+                in_flight = executor.in_flight()
+                runs.close()  # the executor stops what it still runs, wherever the interrupt landed
+                for experiment, seed in in_flight:  # recorded too, then the interrupt goes on
+                    keep(failed_record(experiment, seed, stop_reason(), Status.interrupted))
+                raise
         finally:
+            executor.close()
             sink.finish(manifest.model_copy(update={"status": status, "finished": now()}), result.records)
     return result

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from vptbench.harness.device import clock, phase
+from vptbench.harness.schedules import make_scheduler, steps_per_epoch
 from vptbench.registry import Training
 
 GATHER_BYTES = 64 * 2**20
@@ -58,7 +59,7 @@ class EpochRecord:
 
 @dataclass
 class FitOutcome:
-    status: str = "ok"  # ok | diverged
+    status: str = "ok"  # ok | diverged | pruned
     history: list[EpochRecord] = field(default_factory=list)
     best_epoch: int = 0
     epochs_to_converge: int = 0
@@ -147,15 +148,15 @@ def make_optimizer(params: list[nn.Parameter], training: Training, device: torch
         return torch.optim.Adam(params, lr=training.lr, weight_decay=training.weight_decay, **adam)
     if training.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=training.lr, weight_decay=training.weight_decay, **adam)
-    return torch.optim.SGD(params, lr=training.lr, momentum=0.9, weight_decay=training.weight_decay, **cpu)
+    return torch.optim.SGD(params, lr=training.lr, momentum=training.momentum, weight_decay=training.weight_decay, **cpu)
 
 
 def train_step(
     logits_fn: Callable[[Tensor], Tensor], x: Tensor, y: Tensor, optimizer: torch.optim.Optimizer,
-    precision: Precision, accumulation: int = 1,
+    precision: Precision, accumulation: int = 1, label_smoothing: float = 0.0,
 ) -> tuple[Tensor, Tensor]:  # fmt: skip
     """One optimiser step over the batch, in `accumulation` micro-batches whose gradients add up to
-    the whole batch's; returns loss and logits without synchronising the device.
+    the whole batch's; returns loss (label-smoothed if asked) and logits without synchronising the device.
 
     A whole batch takes no extra ops, and gradients are unset directly rather than through
     `zero_grad` (its profiler hooks): on a small head, each costs a measurable share of the step.
@@ -164,10 +165,10 @@ def train_step(
         for p in group["params"]:
             p.grad = None
     if accumulation == 1:
-        loss, logits = _backward(logits_fn, x, y, precision)
+        loss, logits = _backward(logits_fn, x, y, precision, label_smoothing=label_smoothing)
     else:
         parts = [
-            _backward(logits_fn, x_part, y_part, precision, len(y_part) / len(y))
+            _backward(logits_fn, x_part, y_part, precision, len(y_part) / len(y), label_smoothing)
             for x_part, y_part in zip(x.chunk(accumulation), y.chunk(accumulation), strict=True)
         ]
         loss, logits = torch.stack([part[0] for part in parts]).sum(), torch.cat([part[1] for part in parts])
@@ -176,12 +177,12 @@ def train_step(
 
 
 def _backward(
-    logits_fn: Callable[[Tensor], Tensor], x: Tensor, y: Tensor, precision: Precision, share: float | None = None
+    logits_fn: Callable[[Tensor], Tensor], x: Tensor, y: Tensor, precision: Precision, share: float | None = None, label_smoothing: float = 0.0
 ) -> tuple[Tensor, Tensor]:
     """Loss and gradients of one (micro-)batch; `share` weighs a micro-batch's mean loss by its size."""
     with precision.autocast():
         logits = logits_fn(x).float()
-        loss = nn.functional.cross_entropy(logits, y)
+        loss = nn.functional.cross_entropy(logits, y, label_smoothing=label_smoothing)
     if share is not None:
         loss = loss * share
     precision.backward(loss)
@@ -192,13 +193,17 @@ def fit(
     module: nn.Module,
     logits_fn: Callable[[Tensor], Tensor],
     train: Batches,
-    val: Batches,
+    val: Batches | None,
     training: Training,
     generator: torch.Generator,
     device: torch.device,
-    on_epoch: Callable[[EpochRecord], None] = lambda record: None,
+    on_epoch: Callable[[EpochRecord], bool | None] = lambda record: None,
+    epochs: int | None = None,
 ) -> FitOutcome:
-    """Train the module's trainable parameters; leave it in its best-validation state.
+    """Train the module's trainable parameters; leave it in its best-validation state. `on_epoch`
+    sees each epoch's record; returning True stops training there (a search prunes a trial so).
+    Without `val` (a refit on train + validation) nothing is selected: the module keeps its last
+    state. `epochs` stops after that many epochs of the `training.epochs` schedule.
 
     Losses and predictions stay on the device and are reduced once per epoch, so a GPU is never
     stalled by a per-step synchronisation and a small head pays one extra op per step, not six;
@@ -206,18 +211,21 @@ def fit(
     """
     named = [(name, p) for name, p in module.named_parameters() if p.requires_grad]
     optimizer = make_optimizer([p for _, p in named], training, device)
+    scheduler = make_scheduler(optimizer, training, steps_per_epoch(len(train), training.batch_size))
     precision = Precision(training.precision, device)
     convergence = training.convergence
     outcome = FitOutcome()
     best_accuracy, best_state, since_best = -math.inf, _snapshot(module), 0
     reference = -math.inf  # the last improvement by more than min_delta, as Lightning's best_score
     unreached = dict(named)
-    for epoch in range(1, training.epochs + 1):
+    for epoch in range(1, (epochs or training.epochs) + 1):
         start = clock(device)
         module.train()
         losses, predicted, labels = [], [], []
         for x, y in train.iterate(training.batch_size, generator):
-            loss, logits = train_step(logits_fn, x, y, optimizer, precision, training.accumulation_steps)
+            loss, logits = train_step(logits_fn, x, y, optimizer, precision, training.accumulation_steps, training.label_smoothing)
+            if scheduler is not None:
+                scheduler.step()
             if epoch == 1:  # counted as trainable, yet no batch reaches them (each step unsets gradients first)
                 unreached = {name: p for name, p in unreached.items() if p.grad is None}
             losses.append(loss)
@@ -234,7 +242,7 @@ def fit(
             outcome.status, outcome.diverged_epoch, outcome.error = "diverged", epoch, f"non-finite training loss at epoch {epoch}"
             break
         result = None
-        if epoch % training.eval_every == 0 or epoch == training.epochs:
+        if val is not None and (epoch % training.eval_every == 0 or epoch == training.epochs):
             start = clock(device)
             with phase("evaluating"):
                 result = evaluate(module, logits_fn, val, training.eval_batch_size, precision)
@@ -245,8 +253,11 @@ def fit(
         val_loss, val_accuracy = (result.loss, result.accuracy) if result else (None, None)
         record = EpochRecord(epoch, loss_sum.item() / seen, correct.item() / seen, val_loss, val_accuracy, train_seconds)
         outcome.history.append(record)
-        on_epoch(record)
+        if on_epoch(record):
+            outcome.status = "pruned"
         if result is None:
+            if outcome.status == "pruned":
+                break
             continue
         if result.accuracy > best_accuracy:
             best_state, outcome.best_epoch = _snapshot(module), epoch
@@ -255,10 +266,15 @@ def fit(
             reference, since_best = result.accuracy, 0
         else:
             since_best += 1  # counted in evaluations, as Lightning's patience is
+        if outcome.status == "pruned":
+            break
         if convergence.patience and since_best >= convergence.patience:
             outcome.stopped_early = True
             break
-    _restore(module, best_state)
+    if val is not None:
+        _restore(module, best_state)
+    elif outcome.status == "ok":
+        outcome.best_epoch = len(outcome.history)  # the last state is the one kept
     outcome.without_gradient = list(unreached)
     outcome.epochs_to_converge = epochs_to_converge(outcome.history, convergence.tolerance)
     return outcome

@@ -52,13 +52,13 @@ def prepare(plan: SuitePlan, device_name: str, progress=None, feature_cache: Pat
         raise DataError(f"datasets.{plan.dataset_name}: {exc}") from exc
     check_distinct_class_features(model, plan.dataset.class_names, plan.dataset.templates)
     task = task_for(plan.dataset, model)
-    trains = functools.cache(lambda: any(_trains(e, model, task) for e in plan.experiments))  # asked only when it matters
-    data = load_images(plan.dataset_name, plan.dataset, model, progress, trains)
+    trains_any = functools.cache(lambda: any(trains(e, model, task) for e in plan.experiments))  # asked only when it matters
+    data = load_images(plan.dataset_name, plan.dataset, model, progress, trains_any)
     if plan.experiments:  # a split that cannot be made fails now, not once per run
         try:
             make_splits(data, plan.experiments[0].training.val_fraction, plan.seeds[0], plan.dataset.class_names)
         except DataError as exc:
-            if trains():
+            if trains_any():
                 raise DataError(f"datasets.{plan.dataset_name}: {exc}") from exc
     try:
         on_device = data.to(device if data_on_device else torch.device("cpu"))
@@ -68,7 +68,7 @@ def prepare(plan: SuitePlan, device_name: str, progress=None, feature_cache: Pat
     return Workbench(model, on_device, task, device, FeatureStore(feature_cache), suite_fingerprints(model, data))
 
 
-def _trains(experiment: PlannedExperiment, model: LoadedModel, task: Task) -> bool:
+def trains(experiment: PlannedExperiment, model: LoadedModel, task: Task) -> bool:
     """Whether the experiment's tuner has parameters to train; one that cannot be built fails its
     own run with its own error."""
     if experiment.tuner is None:

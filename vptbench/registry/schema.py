@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Optional
+import difflib
+from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, create_model, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StringConstraints,
+    Tag,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    create_model,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 
 class Strict(BaseModel):
@@ -29,7 +44,7 @@ def _not_blank(name: str) -> str:
 ClassName = Annotated[str, AfterValidator(_not_blank)]
 
 
-def _unique(values: list) -> list:
+def unique(values: list) -> list:
     if len(set(values)) != len(values):
         raise ValueError("contains duplicates")
     return values
@@ -117,17 +132,37 @@ class Training(Strict):
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     lr: Annotated[float, Field(gt=0)] = 1e-3
     weight_decay: Annotated[float, Field(ge=0)] = 0.0
+    momentum: Annotated[float, Field(ge=0, lt=1, description="SGD's momentum (sgd only)")] = 0.9
     epochs: Annotated[int, Field(ge=1)] = 10
+    schedule: Literal["constant", "cosine", "step"] = Field("constant", description="the lr after warm-up: constant, cosine decay to 0, or step decay")
+    warmup_epochs: Annotated[int, Field(ge=0, description="epochs of linear warm-up from lr/steps to lr, stepped per optimiser step")] = 0
+    step_epochs: Annotated[int, Field(ge=1, description="schedule 'step': multiply the lr by step_gamma every N epochs")] | None = None
+    step_gamma: Annotated[float, Field(gt=0, le=1, description="schedule 'step': the factor of each step")] = 0.1
     batch_size: Annotated[int, Field(ge=1)] = 32
     accumulation_steps: Annotated[int, Field(ge=1, description="micro-batches per step (same effective batch, less memory)")] = 1
+    label_smoothing: Annotated[float, Field(ge=0, lt=1, description="of the training loss only; validation and test losses stay plain cross-entropy")] = 0.0
+    augment: bool = Field(False, description="random resized crop and horizontal flip of training images (no cached features then)")
     eval_batch_size: Annotated[int, Field(ge=1)] = 256
     val_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
     precision: PrecisionName = Field("auto", description="auto: bf16 autocast on CUDA (scaled fp16 before Ampere), fp32 elsewhere")
     compile: bool = Field(False, description="torch.compile the model before training")
     eval_every: Annotated[int, Field(ge=1, description="validate every N epochs (and after the last)")] = 1
+    refit: bool = Field(False, description="after selecting the epoch on validation, train a fresh tuner on train + validation for that many epochs and test it")
     timeout: Annotated[float, Field(gt=0, description="seconds a run may take before it is stopped and recorded as timeout (enforced by the process executor)")] | None = None
-    seeds: Annotated[list[Seed], Field(min_length=1), AfterValidator(_unique)] = [0]
+    seeds: Annotated[list[Seed], Field(min_length=1), AfterValidator(unique)] = [0]
     convergence: Convergence = Convergence()
+
+    @model_validator(mode="after")
+    def _recipe_is_consistent(self) -> Training:
+        if self.optimizer != "sgd" and self.momentum != Training.model_fields["momentum"].default:
+            raise ValueError(f"momentum applies to sgd only, not {self.optimizer}")
+        if self.schedule == "step" and self.step_epochs is None:
+            raise ValueError("schedule 'step' needs step_epochs")
+        if self.schedule != "step" and self.step_epochs is not None:
+            raise ValueError(f"step_epochs applies to schedule 'step' only, not '{self.schedule}'")
+        if self.warmup_epochs >= self.epochs:
+            raise ValueError(f"warmup_epochs ({self.warmup_epochs}) must be fewer than epochs ({self.epochs})")
+        return self
 
     def with_changes(self, **changes: Any) -> Training:
         """These settings with `changes` applied (the command line's, an out-of-memory retry's),
@@ -154,6 +189,110 @@ TrainingOverride = create_model(
 )
 
 
+Scalar = Union[bool, int, float, str]  # noqa: UP007 - pydantic's smart union keeps TOML's own type
+
+
+class Range(Strict):
+    """Numbers from `low` to `high` (integers when both are); `log` samples on a log scale."""
+
+    low: int | float
+    high: int | float
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if isinstance(self.low, bool) or isinstance(self.high, bool):
+            raise ValueError("a range takes numbers, not true/false")
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low:g}) must be below high ({self.high:g})")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log range must stay above 0 (low is {self.low:g})")
+        return self
+
+    @property
+    def integer(self) -> bool:
+        return isinstance(self.low, int) and isinstance(self.high, int)
+
+    def values(self) -> list[int]:
+        """Every point of an integer range: what a grid runs."""
+        return list(range(int(self.low), int(self.high) + 1))
+
+
+def _one_type(values: list) -> list:
+    """A categorical list holds one kind of value (integers and decimals count as numbers alike)."""
+    kinds = {"number" if type(v) in (int, float) else type(v).__name__ for v in values}
+    if len(kinds) > 1:
+        names = {"bool": "true/false", "str": "text", "number": "numbers"}
+        raise ValueError(f"a list of choices mixes {' and '.join(sorted(names[k] for k in kinds))}")
+    return values
+
+
+Choices = Annotated[list[Scalar], Field(min_length=1), AfterValidator(unique), AfterValidator(_one_type)]
+
+
+def _kind(value: Any) -> str | None:
+    """Which kind of dimension a value is written as: a table is a range, a list holds choices."""
+    return "range" if isinstance(value, (dict, Range)) else "choices" if isinstance(value, list) else None
+
+
+def _at_dimension(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """A dimension's first problem at the dimension's own TOML path (or a range key's, or a
+    choice's index) without the union's inner names (`range`, `choices`, `int`)."""
+    try:
+        return handler(value)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        kind, *loc = error["loc"] or ("",)
+        message = error["msg"]
+        if len(loc) > 1:  # a value none of a union's types accepts: a range's bound, a choice
+            message = "Input should be a number" if kind == "range" else "Input should be true/false, a number or text"
+        detail = InitErrorDetails(type=PydanticCustomError(error["type"], "{message}", {"message": message}), loc=tuple(loc[:1]), input=error["input"])
+        raise ValidationError.from_exception_data("Dimension", [detail]) from None
+
+
+Dimension = Annotated[
+    Union[Annotated[Range, Tag("range")], Annotated[Choices, Tag("choices")]],  # noqa: UP007
+    Discriminator(_kind, custom_error_type="dimension", custom_error_message="a dimension is a list of choices or a range table (low, high and optionally log)"),
+    WrapValidator(_at_dimension),
+]
+
+# Settings that do not change what is learned (or are a table of their own) are not searched.
+NOT_SEARCHED = (*SUITE_WIDE, "timeout", "compile", "precision", "eval_every", "accumulation_steps", "convergence", "refit")
+SEARCHABLE = [name for name in Training.model_fields if name not in NOT_SEARCHED]
+
+class Space(Strict):
+    """Dimensions over training settings (by name), and over the tuner's params under `params`."""
+
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+    __pydantic_extra__: dict[str, Dimension] = Field(init=False)
+    params: dict[str, Dimension] = {}
+
+    @model_validator(mode="after")
+    def _settings_searchable(self) -> Space:
+        if unknown := [name for name in self.training() if name not in SEARCHABLE]:  # said at the culprit's own path
+            close = difflib.get_close_matches(unknown[0], SEARCHABLE, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            message = f"not a training setting a search can tune ({hint}those are {', '.join(SEARCHABLE)}; tuner params go under `params`)"
+            detail = InitErrorDetails(type=PydanticCustomError("not_searchable", "{message}", {"message": message}), loc=(unknown[0],), input=self.training()[unknown[0]])
+            raise ValidationError.from_exception_data("Space", [detail])
+        return self
+
+    def training(self) -> dict[str, Dimension]:
+        return dict(self.__pydantic_extra__ or {})
+
+
+class Search(Strict):
+    """A search table as declared: unset keys inherit (from the suite, then the defaults)."""
+
+    trials: Annotated[int, Field(ge=1, description="trials per strategy")] | None = None
+    sampler: Literal["tpe", "random", "grid"] | None = None
+    pruner: Literal["none", "median", "hyperband"] | None = None
+    final_seeds: Annotated[list[Seed], Field(min_length=1), AfterValidator(unique)] | None = None
+    parallel: Annotated[int, Field(ge=1, description="trials asked at once; they run side by side on Ray")] | None = None
+    seed: Seed | None = Field(None, description="the sampler's seed")
+    space: Space = Space()
+
+
 class Reference(Strict):
     """Values a published study reports, shown beside ours."""
 
@@ -169,6 +308,7 @@ class Experiment(Strict):
     description: str = ""
     params: dict[str, Any] = {}
     training: TrainingOverride = TrainingOverride()
+    search: Search | None = Field(None, description="this experiment's search: its keys over the suite's")
     reference: Reference | None = None
 
 
@@ -179,6 +319,7 @@ class Suite(Strict):
     model: str
     dataset: str
     training: Training = Training()
+    search: Search | None = Field(None, description="tune every experiment on validation before its final runs")
     experiments: Annotated[dict[Name, Experiment], Field(min_length=1)]
 
     def training_for(self, experiment_id: str) -> Training:

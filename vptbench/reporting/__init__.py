@@ -13,6 +13,7 @@ RESULTS_CSV = "results.csv"
 SUMMARY_CSV = "summary.csv"
 REPORT_MD = "report.md"
 REPORT_JSON = "report.json"
+TRIALS_CSV = "trials.csv"  # a search's trials, only for a run that searched
 
 
 FORMATS = ("md", "csv", "json")
@@ -25,19 +26,34 @@ def write_reports(run_dir: Path, meta: RunManifest, records: list[RunRecord], fo
     from vptbench.reporting.plots import write_plots
     from vptbench.reporting.schema import Report
     from vptbench.reporting.tables import csv_text, flat_frame, summarize
+    from vptbench.results.search import load_summary, load_trial_records
 
     frame = flat_frame(records)
+    search = load_summary(run_dir)  # None for a run without a search: its reports are as before
+    trials = load_trial_records(run_dir) if search else []
     written = []
     if "csv" in formats:
         write_atomic(run_dir / RESULTS_CSV, csv_text(frame))
         write_atomic(run_dir / SUMMARY_CSV, csv_text(summarize(frame, meta.plan)))
         written += [run_dir / RESULTS_CSV, run_dir / SUMMARY_CSV]
+        if search:
+            from vptbench.reporting.search import trials_csv_text
+
+            write_atomic(run_dir / TRIALS_CSV, trials_csv_text(trials))
+            written.append(run_dir / TRIALS_CSV)
     if "md" in formats:
         plots = write_plots(run_dir, records)
-        write_atomic(run_dir / REPORT_MD, markdown_report(meta, records, frame, plots))
-        written += [run_dir / REPORT_MD, *plots]
+        section, search_plots = [], []
+        if search:
+            from vptbench.reporting.search import markdown_search_section, write_search_plots
+
+            search_plots = write_search_plots(run_dir, search, trials)
+            section = markdown_search_section(search, records, trials, search_plots)
+        write_atomic(run_dir / REPORT_MD, markdown_report(meta, records, frame, plots, section))
+        written += [run_dir / REPORT_MD, *plots, *search_plots]
     if "json" in formats:
-        report = Report(**dict(meta), runs=records)
+        searched = {"summary": search.model_dump(mode="json"), "trials": [t.json_data() for t in trials]} if search else None
+        report = Report(**dict(meta), runs=records, search=searched)
         write_atomic(run_dir / REPORT_JSON, json_text(report.model_dump(mode="json")))
         written.append(run_dir / REPORT_JSON)
     return written

@@ -11,6 +11,7 @@ from vptbench.results.records import RunRecord
 
 # Columns of the displayed tables that hold numbers: right-aligned in the terminal and in Markdown.
 NUMERIC = {"Step", "GFLOPs/img", "TFLOP/s", "MFU", "Trainable", "Total", "Trainable %", "Val acc", "Test acc", "Macro-F1", "Epochs to conv.", "Train time", "Images/s", "Peak mem", "Reference", "Δ vs ref"}
+NUMERIC |= {"Default val acc", "Tuned val acc", "Tuned test acc", "Trial epochs", "Trial time"}  # a search's table
 
 
 def make_table(title: str, columns: Iterable[str], widths: dict[str, int] | None = None) -> Table:
@@ -41,6 +42,26 @@ def summary_table(records: list[RunRecord], plan: list[str], title: str, width: 
     rows = display_rows(summarize(flat_frame(records), plan))
     table, columns = _fitted(rows, title, width, PRIORITY, "see report.md")
     return _noted(table, [CACHED_NOTE] if shows_cached(rows) and "Train time" in columns else [])
+
+
+# A search's columns (reporting.search.search_rows) by what a narrow terminal keeps first.
+SEARCH_PRIORITY = ["Experiment", "Tuned test acc", "Tuned val acc", "Default val acc", "Tuned", "Trials", "Note", "Trial time", "Tuner", "Default", "Trial epochs", "Searched"]
+
+
+def search_table(rows: list[dict[str, str]], title: str, width: int) -> Table:
+    """A search's rows (`reporting.search.search_rows`, its shown columns) in `width` columns,
+    fitted as the run summary is; a strategy whose trials all failed, and so ran its defaults, in red."""
+    if not rows:
+        return make_table(title, ["Experiment"])
+    columns, widths = fitting_columns(rows, width, SEARCH_PRIORITY)
+    table = make_table(title, columns, widths)
+    for row in rows:
+        unfinished = row["Tuned"] == "–" and row["Trials"] != "–"
+        table.add_row(*(escape(row[column]) for column in columns), style="red" if unfinished else None)
+    hidden = [column for column in rows[0] if column not in columns]
+    table.caption = f"Left out at this width: {', '.join(hidden)} (see report.md)" if hidden else None
+    table.caption_justify = "left"
+    return table
 
 
 def throughput_table(results: list[dict], title: str, width: int, peaks: str | None) -> Table:

@@ -18,7 +18,8 @@ CUDA_NOTE = (
 )
 
 
-def markdown_report(meta: RunManifest, records: list[RunRecord], frame: pd.DataFrame, plots: list[Path]) -> str:
+def markdown_report(meta: RunManifest, records: list[RunRecord], frame: pd.DataFrame, plots: list[Path], search: list[str] | None = None) -> str:
+    """The report; `search`, a searched run's "## Search" section (reporting.search), goes after the plots."""
     env = meta.environment
     packages = env.get("packages", {})
     lines = [
@@ -34,6 +35,7 @@ def markdown_report(meta: RunManifest, records: list[RunRecord], frame: pd.DataF
         "on the selected state. Test accuracy shows mean ± std over seeds, or a 95 % (Wilson) interval "
         "for a single seed; (!) marks a reference value outside the 95 % interval of the (mean) test "
         "accuracy over this test split.",
+        *_refit_note(records),
         *([CUDA_NOTE] if meta.device.startswith("cuda") else []),
         "",
         "## Summary",
@@ -52,7 +54,7 @@ def markdown_report(meta: RunManifest, records: list[RunRecord], frame: pd.DataF
     if plots:
         note = "The curves show each experiment's first successful seed; the scatter plots show every run."
         lines += ["## Plots", "", note, ""] + [f"![{p.stem.replace('_', ' ')}]({p.name})" for p in plots] + [""]
-    lines += ["## Per experiment", ""]
+    lines += [*(search or []), "## Per experiment", ""]
     settings = meta.config.experiments
     for record in records:
         entry = settings.get(record.experiment)
@@ -121,6 +123,17 @@ def _training_line(training: dict, record: RunRecord) -> str:
         return f"Training: none, nothing is trainable; evaluated in {how}"
     ran = f" (ran {record.epochs_run})" if record.epochs_run not in (None, training["epochs"]) else ""
     return f"Training: {training['optimizer']} lr {training['lr']:g}, batch {training['batch_size']}, {training['epochs']} epoch{'' if training['epochs'] == 1 else 's'}{ran}, {how}"
+
+
+def _refit_note(records: list[RunRecord]) -> list[str]:
+    """A bullet naming the runs (`refit = true`) whose test evaluation is of a refit on train +
+    validation, and for how many epochs; none when no run was refit."""
+    refit = [r for r in records if r.refit_epochs is not None]
+    if not refit:
+        return []
+    runs = ", ".join(f"{r.key} for {r.refit_epochs} epoch{'' if r.refit_epochs == 1 else 's'}" for r in refit)
+    others = "; the other runs were tested as selected on validation" if len(refit) < len(records) else ""
+    return [f"- Refit on train + validation with the epochs selected on validation, then tested (VPT's protocol): {runs}{others}."]
 
 
 def _seeds(meta: RunManifest, records: list[RunRecord]) -> str:

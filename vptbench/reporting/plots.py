@@ -29,10 +29,10 @@ def write_plots(run_dir: Path, records: list[RunRecord]) -> list[Path]:
     written = []
     trained = {e: r for e, r in first.items() if r.history}
     if trained:
-        written.append(_save(run_dir / PLOTS["loss"], _loss_figure(trained)))
-        written.append(_save(run_dir / PLOTS["val_accuracy"], _val_accuracy_figure(trained)))
-    written.append(_save(run_dir / PLOTS["params"], _scatter(ok, "trainable_params", "trainable parameters", log=True)))
-    written.append(_save(run_dir / PLOTS["time"], _scatter(ok, "train_seconds", "training time (s)", log=False)))
+        written.append(save_figure(run_dir / PLOTS["loss"], _loss_figure(trained)))
+        written.append(save_figure(run_dir / PLOTS["val_accuracy"], _val_accuracy_figure(trained)))
+    written.append(save_figure(run_dir / PLOTS["params"], _scatter(ok, "trainable_params", "trainable parameters", log=True)))
+    written.append(save_figure(run_dir / PLOTS["time"], _scatter(ok, "train_seconds", "training time (s)", log=False)))
     return written
 
 
@@ -83,7 +83,7 @@ def _scatter(records: list[RunRecord], key: str, label: str, log: bool) -> Figur
     return figure
 
 
-def _save(path: Path, figure: Figure) -> Path:
+def save_figure(path: Path, figure: Figure) -> Path:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110)
     write_atomic(path, buffer.getvalue())

@@ -21,6 +21,7 @@ class ExperimentEntry(BaseModel):
     params: dict[str, Any] = {}
     training: dict[str, Any] = {}  # Training's fields, seeds included
     reference: dict[str, Any] | None = None
+    search: dict[str, Any] | None = None  # the resolved search it was tuned by, if any
 
 
 class RunConfig(BaseModel):

@@ -15,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 class Status(str, Enum):
     """How a run ended. `ok` and `diverged` trained to the end and were measured; the others are
     cut short: an error, Ctrl-C, CUDA out of memory, a crash of the run's process (a segfault, or
-    the operating system's out-of-memory killer), the run's time limit, or `--skip`."""
+    the operating system's out-of-memory killer), the run's time limit, or `--skip`. A search's
+    trial may also be `pruned`: stopped early, by plan, for trailing the others."""
 
     ok = "ok"
     failed = "failed"
@@ -25,6 +26,7 @@ class Status(str, Enum):
     crashed = "crashed"
     timeout = "timeout"
     skipped = "skipped"
+    pruned = "pruned"
 
     def __str__(self) -> str:
         return self.value
@@ -34,14 +36,14 @@ class Status(str, Enum):
 
     @property
     def finished(self) -> bool:
-        """Trained to the end and measured: what a resume keeps."""
-        return self in (Status.ok, Status.diverged)
+        """Trained to the end (or to its pruning) and measured: what a resume keeps."""
+        return self in (Status.ok, Status.diverged, Status.pruned)
 
     @property
     def measured(self) -> int:
         """How much a run with this status measured: a finished run (ok, or diverged with its
         curves) over one cut short; a combined report keeps the one that measured more."""
-        return {Status.ok: 2, Status.diverged: 1}.get(self, 0)
+        return {Status.ok: 2, Status.diverged: 1, Status.pruned: 1}.get(self, 0)
 
 
 CSV = "csv"  # marks a field that results.csv shows as a column
@@ -85,11 +87,14 @@ class SplitSizes(Strict):
 
 
 class RunRecord(Strict):
-    """One (experiment, seed); a run that did not finish carries its identity, status and error."""
+    """One (experiment, seed), or one trial of a search; a run that did not finish carries its
+    identity, status and error. A trial is scored on validation and never holds test numbers."""
 
     experiment: Annotated[str, CSV]
     tuner: Annotated[str, CSV]
     seed: Annotated[int, CSV]
+    trial: int | None = None  # a search's trial number; None for a run
+    trial_values: dict[str, Any] = {}  # the values the trial was asked to try, by dimension
     status: Annotated[Status, CSV]
     error: Annotated[str, CSV] = ""
     trainable_params: Annotated[int | None, CSV] = None
@@ -120,6 +125,8 @@ class RunRecord(Strict):
     precision: str | None = None
     batch_size: int | None = None
     accumulation_steps: int | None = None
+    refit_epochs: int | None = None  # epochs of the refit on train + validation that was tested; None: tested as selected
+    refit_seconds: float | None = None  # the refit's training; train_seconds stays the selection run's
     cached_features: Annotated[bool | None, CSV] = None
     features_from: str | None = None
     split_sizes: SplitSizes | None = None
@@ -135,16 +142,20 @@ class RunRecord(Strict):
         if self.confusion_matrix and self.test_total is None:  # a record written before these fields
             self.test_correct = sum(row[i] for i, row in enumerate(self.confusion_matrix))
             self.test_total = sum(map(sum, self.confusion_matrix))
-        if self.status.finished:
+        required: tuple[str, ...] = ()
+        if self.trial is not None:
+            if tested := [name for name in TESTED if getattr(self, name) is not None]:
+                raise ValueError(f"a search trial holds test numbers ({', '.join(tested)})")
+            required = (*COUNTED, "val_accuracy") if self.status in (Status.ok, Status.pruned) else COUNTED
+        elif self.status.finished:
             required = MEASURED if self.status == Status.ok else COUNTED  # a diverged run may have nothing finite to test
-            missing = [name for name in required if getattr(self, name) is None]
-            if missing:
-                raise ValueError(f"a finished run lacks {', '.join(missing)}")
+        if self.status.finished and (missing := [name for name in required if getattr(self, name) is None]):
+            raise ValueError(f"a finished {'trial' if self.trial is not None else 'run'} lacks {', '.join(missing)}")
         return self
 
     @property
     def key(self) -> str:
-        return run_key(self.experiment, self.seed)
+        return run_key(self.experiment, self.seed) if self.trial is None else trial_key(self.experiment, self.trial)
 
     def json_data(self) -> dict[str, Any]:
         """The record as JSON holds it (NaN as null)."""
@@ -160,6 +171,7 @@ class RunRecord(Strict):
 
 
 COUNTED = ("trainable_params", "total_params", "history")
+TESTED = ("test_accuracy", "test_loss", "test_macro_f1", "test_correct", "test_total", "per_class", "confusion_matrix")
 MEASURED = (*COUNTED, "test_accuracy", "val_accuracy", "test_macro_f1", "per_class", "confusion_matrix")
 RECORD_COLUMNS = [name for name, field in RunRecord.model_fields.items() if CSV in field.metadata]
 REFERENCE_FIELDS = ("test_accuracy", "trainable_params", "epochs_to_converge")  # registry's Reference
@@ -168,6 +180,10 @@ COLUMNS = [*RECORD_COLUMNS, *(f"ref_{name}" for name in REFERENCE_FIELDS)]  # re
 
 def run_key(experiment_id: str, seed: int) -> str:
     return f"{experiment_id}-seed{seed}"
+
+
+def trial_key(experiment_id: str, trial: int) -> str:
+    return f"{experiment_id}-trial{trial}"
 
 
 def split_run_key(key: str) -> tuple[str, int]:
