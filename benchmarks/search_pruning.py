@@ -7,6 +7,7 @@ per strategy (goal: at least 40 % of trial epochs saved, the best within 1 point
 in a fresh process, as a user runs it; take the figures on a quiet machine.
 
     python benchmarks/search_pruning.py            # about 20 minutes on 2 CPU cores
+    python benchmarks/search_pruning.py --keep D   # and keep the three run directories under D
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from vptbench.registry.load import PACKAGED_CONFIG
 
 def run_suite(config: Path, suite: str, output: Path) -> tuple[float, Path]:
     start = time.perf_counter()
-    command = [sys.executable, "-m", "vptbench", "run", "--all", "--suite", suite, "--config", str(config), "-o", str(output), "-q"]
+    command = [sys.executable, "-m", "vptbench.cli", "run", "--all", "--suite", suite, "--config", str(config), "-o", str(output), "-q"]
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     (run_dir,) = output.iterdir()
     return time.perf_counter() - start, run_dir
@@ -39,17 +40,20 @@ def with_pruner(text: str, pruner: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.parse_args()
+    parser.add_argument("--keep", type=Path, help="keep the run directories in this folder (default: a temporary one, removed)")
+    args = parser.parse_args()
     text = PACKAGED_CONFIG.read_text()
     results = {}
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as temporary:
+        folder = args.keep or Path(temporary)
+        folder.mkdir(parents=True, exist_ok=True)
         for pruner in ("median", "none"):
-            config = Path(folder) / f"{pruner}.toml"
+            config = folder / f"{pruner}.toml"
             config.write_text(with_pruner(text, pruner))
-            seconds, run_dir = run_suite(config, "demo-tuned", Path(folder) / pruner)
+            seconds, run_dir = run_suite(config, "demo-tuned", folder / pruner)
             summary = json.loads((run_dir / "search" / "summary.json").read_text())
             results[pruner] = (seconds, {s["experiment"]: s for s in summary["experiments"] if not s["note"]})
-        untuned, _ = run_suite(PACKAGED_CONFIG, "demo", Path(folder) / "untuned")
+        untuned, _ = run_suite(PACKAGED_CONFIG, "demo", folder / "untuned")
     (pruned_seconds, pruned), (_, full) = results["median"], results["none"]
     print(f"{'strategy':<10}{'epochs pruned':>15}{'epochs none':>13}{'saved':>8}{'best val pruned':>17}{'best val none':>15}")
     for experiment, entry in pruned.items():

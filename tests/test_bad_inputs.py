@@ -698,3 +698,17 @@ def test_debug_shows_the_traceback_and_keeps_the_exit_code(cli, tiny_config):
     assert code == 2 and "Traceback (most recent call last)" in err and "UsageError: suite 's'" in err
     code, _, err = cli("run", "E9", "--config", tiny_config)  # and off again for the next command
     assert code == 2 and "Traceback" not in err
+
+
+def test_a_run_recorded_before_a_setting_existed_combines_with_one_at_its_default(cli, tiny_config, tmp_path):
+    """run.json of an older vptbench lacks the newer training settings (momentum, schedule, …): it
+    ran them at their defaults, so it combines with a run that records them."""
+    for seed in ("0", "1"):
+        assert cli("run", "E2", "--config", tiny_config, "--output", tmp_path / "runs", "--seeds", seed, "--quiet")[0] == 0
+    first, second = sorted((tmp_path / "runs").iterdir())
+    manifest = json.loads((first / "run.json").read_text())
+    for name in ("momentum", "schedule", "warmup_epochs", "label_smoothing", "augment", "refit"):
+        del manifest["config"]["experiments"]["E2"]["training"][name]
+    (first / "run.json").write_text(json.dumps(manifest))
+    code, _, err = cli("report", first, second, "--output", tmp_path / "combined")
+    assert code == 0, err

@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from test_registry import VALID
 from torch import nn
 
 from vptbench.data import ImageData, ImageSplit
@@ -79,22 +80,7 @@ def test_sgd_momentum_reaches_the_optimiser():
     assert make_optimizer([nn.Parameter(torch.ones(3))], Training(optimizer="sgd"), CPU).param_groups[0]["momentum"] == 0.9
 
 
-REGISTRY = """
-[models.m]
-source = "builtin"
-id = "demo-clip"
-[datasets.d]
-source = "builtin"
-id = "sklearn-digits"
-class_names = ["a", "b"]
-[suites.demo]
-model = "m"
-dataset = "d"
-[suites.demo.training]
-lr = 0.001
-[suites.demo.experiments.E1]
-tuner = "vpt-shallow"
-"""
+REGISTRY = VALID  # the registry tests' minimal valid registry: one suite `demo`, lr on its own line
 
 
 @pytest.mark.parametrize(

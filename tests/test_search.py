@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import tiny_suite_toml
+from test_search_inputs import EXPERIMENTS
 
 from vptbench.harness.observer import QuietObserver
 from vptbench.harness.planning import plan_for_resume, plan_from_registry
@@ -23,13 +24,7 @@ trials = 4
 parallel = 2
 pruner = "median"
 space = { lr = { low = 1e-3, high = 0.3, log = true }, weight_decay = [0, 1e-3] }
-[suites.s.experiments.E1]
-tuner = "zero-shot"
-[suites.s.experiments.E2]
-tuner = "linear-probe"
-[suites.s.experiments.E3]
-tuner = "vpt-shallow"
-params = { num_tokens = 2 }
+""" + EXPERIMENTS + """params = { num_tokens = 2 }
 search = { trials = 3, space = { params = { num_tokens = [1, 2] } } }
 """
 
@@ -192,3 +187,14 @@ tuner = "linear-probe"
     assert refused.trial_values == {"epochs": 2, "warmup_epochs": 3} and "the trial's values are refused" in refused.error
     assert entry.best is not None and entry.best != refused.trial_values
     assert [r.status for r in result.records] == ["ok"]
+
+
+def test_a_copied_report_keeps_its_search(searched_config, cli, tmp_path):
+    code, _, err = cli("run", "E2", "--config", searched_config, "--output", tmp_path / "runs", "--quiet")
+    assert code == 0, err
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    code, _, err = cli("report", run_dir, "--output", tmp_path / "copies")
+    assert code == 0, err
+    (copy,) = (tmp_path / "copies").iterdir()
+    assert (copy / "trials.csv").read_text() == (run_dir / "trials.csv").read_text()
+    assert "## Search" in (copy / "report.md").read_text()

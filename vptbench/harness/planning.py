@@ -9,15 +9,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from vptbench import plugins
 from vptbench.errors import ConfigError, PluginError, UsageError, first_few, unknown_name
+from vptbench.harness.search.checks import check_suite_search, search_for
 from vptbench.registry import DatasetSpec, Experiment, ModelSpec, Registry, Suite, Training, load_registry
 from vptbench.registry.load import paths_from
 from vptbench.registry.params import validate_params
 from vptbench.registry.schema import SUITE_WIDE, TrainingOverride
-from vptbench.registry.search import ResolvedSearch, resolve_search
+from vptbench.registry.search import ResolvedSearch
 from vptbench.results.manifest import ExperimentEntry, RunConfig, RunManifest
 from vptbench.results.records import RunRecord, run_key
 from vptbench.results.rundir import load_run_dir
@@ -147,48 +148,8 @@ def plan_experiments(
         plans.append(PlannedExperiment(experiment_id, spec, training, tuner, config, search=search))
     if invalid:
         raise invalid_experiments(config_path, invalid)
-    check_suite_search(suite_name, suite, plans, config_path)
+    check_suite_search(suite_name, suite, [(p.config, p.search) for p in plans], config_path)
     return plans
-
-
-def search_for(suite_name: str, suite: Suite, experiment_id: str, training: Training, config: type[BaseModel], config_path: Path) -> ResolvedSearch | None:
-    """The experiment's search, checked against its training settings and its tuner's params; a
-    tuner param in the suite's space applies to the experiments whose tuner has it."""
-    from vptbench.harness.search.checks import check_search
-
-    spec = suite.experiments[experiment_id]
-    own = spec.search.space if spec.search else None
-    suite_path, own_path = f"suites.{suite_name}.search", f"suites.{suite_name}.experiments.{experiment_id}.search"
-    fields = config.model_fields
-    if unknown := [name for name in (own.params if own else {}) if name not in fields]:
-        raise ConfigError(f"{config_path}: {own_path}.space.params.{unknown[0]}: not a param of tuner '{spec.tuner}' (its params: {', '.join(fields) or 'none'})")
-    shared, others = suite.search, []
-    if shared is not None:  # the suite's params of other tuners left out before resolving: a grid's size counts this tuner's only
-        others = [name for name in shared.space.params if name not in fields]
-        mine = {name: d for name, d in shared.space.params.items() if name in fields}
-        shared = shared.model_copy(update={"space": shared.space.model_copy(update={"params": mine})})
-    search = resolve_search(shared, spec.search, list(suite.training.seeds))
-    if search is None or (others and not search.dimensions()):
-        return None  # (the latter) the suite's space tunes other tuners' params only: this one runs untuned
-    where = {name: f"{own_path if own and name in own.training() else suite_path}.space.{name}" for name in search.training}
-    where |= {f"params.{name}": f"{own_path if own and name in own.params else suite_path}.space.params.{name}" for name in search.params}
-    where["sampler"] = f"{own_path if spec.search and spec.search.sampler else suite_path}.sampler"
-    if not search.dimensions():
-        raise ConfigError(f"{config_path}: {own_path if spec.search else suite_path}.space: nothing to search: name a training setting (such as lr) or a tuner param under `params`")
-    return check_search(search, training, config, spec.params, where, config_path)
-
-
-def check_suite_search(suite_name: str, suite: Suite, plans: list[PlannedExperiment], config_path: Path) -> None:
-    """What holds across a suite's searches: a tuner param in the suite's space is some tuner's,
-    and every strategy ends with the same final seeds (the final runs are compared seed by seed)."""
-    if suite.search is not None:
-        known = {name for p in plans if p.config is not None for name in type(p.config).model_fields}
-        every_tuner = len(plans) == len(suite.experiments) and all(p.config is not None for p in plans)  # a broken plugin's params are unknown
-        if unknown := [name for name in suite.search.space.params if name not in known and every_tuner]:
-            raise ConfigError(f"{config_path}: suites.{suite_name}.search.space.params.{unknown[0]}: a param of none of the suite's tuners")
-    finals = {tuple(p.search.final_seeds) for p in plans if p.search}
-    if len(finals) > 1:
-        raise ConfigError(f"{config_path}: suites.{suite_name}: experiments' searches end with different final_seeds ({' vs '.join(map(str, map(list, finals)))}); set final_seeds on the suite's search")
 
 
 def invalid_experiments(config_path: Path, errors: list[str]) -> ConfigError:
@@ -216,7 +177,7 @@ def check_experiments(suite_name: str, suite: Suite, config_path: Path) -> list[
             status, error = "invalid", str(exc)
         rows.append({"id": experiment_id, "tuner": spec.tuner, "params": spec.params, "description": spec.description, "status": status, "error": error, "search": search})
     if len(plans) == len(suite.experiments):  # each checked alone above: now the suite's searches together
-        check_suite_search(suite_name, suite, plans, config_path)
+        check_suite_search(suite_name, suite, [(p.config, p.search) for p in plans], config_path)
     return rows
 
 

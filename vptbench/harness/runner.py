@@ -36,13 +36,23 @@ def run_one(bench: Workbench, plan: PlannedExperiment, seed: int, observer: Obse
     precision = Precision(plan.training.precision, device)
     pixels = bench.normalizer()
     data, transform, features_from = bench.data, pixels, None
+    encode_seconds: float | None = None  # no cached features
     logits_fn: Callable[[Tensor], Tensor] = tuner
     if contract.caches_features(tuner) and not plan.training.augment:  # augmented images change every epoch: nothing to cache
         with precision.autocast():
             contract.check_frozen_encoder(tuner, pixels(bench.data.train.pixels[:1]))
         key = contract.feature_key(tuner, plan.config, clip)
+        encoded: list[float] = []  # the encoding's seconds, when this run computes the features
+
+        def compute() -> ImageData:
+            begin = clock(device)
+            features = _encode(tuner, bench.data, pixels, plan.training.eval_batch_size, precision)
+            encoded.append(clock(device) - begin)
+            return features
+
         with phase("encoding features"):
-            data, features_from = bench.features.get(key, precision.name, clip, bench.data, lambda: _encode(tuner, bench.data, pixels, plan.training.eval_batch_size, precision))
+            data, features_from = bench.features.get(key, precision.name, clip, bench.data, compute)
+        encode_seconds = float(sum(encoded))  # 0: from memory or disk, an earlier run's encoding
         transform, logits_fn = _identity, cast("FeatureTuner", tuner).classify
     with precision.autocast():
         contract.check_logits(tuner, logits_fn, transform(data.train.pixels[:2]), bench.task.num_classes)
@@ -95,6 +105,7 @@ def run_one(bench: Workbench, plan: PlannedExperiment, seed: int, observer: Obse
             "train_accuracy": train_eval.accuracy, "val_accuracy": val_eval.accuracy, "val_loss": val_eval.loss,
             "test_accuracy": metrics["accuracy"], "test_loss": test_eval.loss, "test_macro_f1": metrics["macro_f1"],
             "per_class": metrics["per_class"], "confusion_matrix": metrics["confusion_matrix"],
+            "test_predictions": test_eval.predictions.tolist(), "test_labels": test.labels.cpu().tolist(),  # per image: reporting.significance
         }  # fmt: skip
     return RunRecord(
         experiment=plan.id,
@@ -114,6 +125,7 @@ def run_one(bench: Workbench, plan: PlannedExperiment, seed: int, observer: Obse
         setup_seconds=setup_seconds,
         train_seconds=outcome.train_seconds,
         eval_seconds=outcome.eval_seconds,
+        encode_seconds=encode_seconds,
         seconds_to_converge=sum(r.train_seconds for r in outcome.history[: outcome.epochs_to_converge]) if trainable else None,
         images_per_second=outcome.images_per_second(len(train)),
         peak_memory_mb=memory,

@@ -37,11 +37,14 @@ THROUGHPUT_PRIORITY = ["Experiment", "Images/s", "Status", "Step", "MFU", "Peak 
 def summary_table(records: list[RunRecord], plan: list[str], title: str, width: int) -> Table:
     """The run summary in `width` columns: no cell is ever wrapped, so the least important
     columns are left out (and named) when the terminal is too narrow for all of them."""
-    from vptbench.reporting.tables import CACHED_NOTE, display_rows, flat_frame, shows_cached, summarize
+    from vptbench.reporting.caveats import column_notes
+    from vptbench.reporting.tables import cached_note, display_rows, flat_frame, shows_cached, summarize
 
-    rows = display_rows(summarize(flat_frame(records), plan))
+    summary = summarize(flat_frame(records), plan, records)
+    rows = display_rows(summary)
     table, columns = _fitted(rows, title, width, PRIORITY, "see report.md")
-    return _noted(table, [CACHED_NOTE] if shows_cached(rows) and "Train time" in columns else [])
+    notes = [cached_note(summary, rows)] if shows_cached(rows) and "Train time" in columns else []
+    return _noted(table, notes + [note for column, note in column_notes(summary, rows).items() if column in columns])
 
 
 # A search's columns (reporting.search.search_rows) by what a narrow terminal keeps first.

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from vptbench.reporting.caveats import column_notes
 from vptbench.reporting.console import NUMERIC
-from vptbench.reporting.tables import CACHED_NOTE, display_rows, shows_cached, summarize
+from vptbench.reporting.tables import cached_note, display_rows, shows_cached, summarize
 from vptbench.results.manifest import RunManifest
 from vptbench.results.records import RunRecord, missing_keys
 
@@ -18,8 +19,12 @@ CUDA_NOTE = (
 )
 
 
-def markdown_report(meta: RunManifest, records: list[RunRecord], frame: pd.DataFrame, plots: list[Path], search: list[str] | None = None) -> str:
-    """The report; `search`, a searched run's "## Search" section (reporting.search), goes after the plots."""
+def markdown_report(
+    meta: RunManifest, records: list[RunRecord], frame: pd.DataFrame, plots: list[Path], search: list[str] | None = None, significance: list[str] | None = None
+) -> str:
+    """The report; `search`, a searched run's "## Search" section (reporting.search), goes after the
+    plots; `significance`, the "## Which differences are real" section (reporting.significance),
+    right after the summary."""
     env = meta.environment
     packages = env.get("packages", {})
     lines = [
@@ -33,24 +38,30 @@ def markdown_report(meta: RunManifest, records: list[RunRecord], frame: pd.DataF
         f"{packages.get('vptbench')}, commit {env.get('git_commit') or 'unknown'}",
         "- Model selection and convergence use the validation split only; the test split is evaluated once, "
         "on the selected state. Test accuracy shows mean ± std over seeds, or a 95 % (Wilson) interval "
-        "for a single seed; (!) marks a reference value outside the 95 % interval of the (mean) test "
-        "accuracy over this test split.",
+        "for a single seed. (!) marks a reference value that one run of the experiment could not "
+        "plausibly have scored: outside a 95 % interval of one run's test accuracy, which with one seed "
+        "is the Wilson interval of this test split, and with several adds the seeds' spread (a t "
+        "prediction interval from their std, combined with the split's binomial variance), so that "
+        "seeds which disagree widely rule out little (summary.csv: `run_interval_low`, `run_interval_high`).",
         *_refit_note(records),
         *([CUDA_NOTE] if meta.device.startswith("cuda") else []),
         "",
         "## Summary",
         "",
     ]
-    rows = display_rows(summarize(frame, meta.plan))
+    summary = summarize(frame, meta.plan, records)
+    rows = display_rows(summary)
     if rows:  # the displayed strings as they are ("0.960", not a re-parsed 0.96), numbers right-aligned
         align = ["right" if column in NUMERIC else "left" for column in rows[0]]
         lines += [pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True, colalign=align), ""]
     else:
         lines += ["_No run finished._", ""]
     if shows_cached(rows):
-        lines += [CACHED_NOTE + ".", ""]
+        lines += [cached_note(summary, rows) + ".", ""]
+    lines += [line for note in column_notes(summary, rows).values() for line in (note + ".", "")]
     if missing := missing_runs(meta, records):
         lines += [f"**{missing}.**", ""]
+    lines += significance or []
     if plots:
         note = "The curves show each experiment's first successful seed; the scatter plots show every run."
         lines += ["## Plots", "", note, ""] + [f"![{p.stem.replace('_', ' ')}]({p.name})" for p in plots] + [""]

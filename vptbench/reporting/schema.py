@@ -14,11 +14,16 @@ from vptbench.results.records import RunRecord
 class Report(RunManifest):
     runs: list[RunRecord]
     search: dict[str, Any] | None = None  # a searched run's: {"summary": SearchSummary, "trials": [trial records]}
+    # with two or more strategies comparable on the same test images (reporting.significance):
+    # {"alpha", "confidence_level", "resamples", "random_seed", "pairs": [significance.csv's rows], "not_compared": {experiment: why}}
+    significance: dict[str, Any] | None = None
 
     @model_serializer(mode="wrap")
     def _search_only_when_searched(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """A run without a search has no `search` key: its report.json is as before searches existed."""
+        """A run without a search has no `search` key, and one without two comparable strategies no
+        `significance` key: its report.json is as before these existed."""
         data = handler(self)
-        if self.search is None:
-            data.pop("search", None)
+        for key in ("search", "significance"):
+            if getattr(self, key) is None:
+                data.pop(key, None)
         return data

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from vptbench.errors import UsageError
+from vptbench.registry import Training
 from vptbench.results.io import write_atomic
 from vptbench.results.manifest import ExperimentEntry, Overlap, RunManifest
 from vptbench.results.records import RunRecord, in_plan_order, split_run_key
 from vptbench.results.rundir import ERRORS_LOG, load_run_dir, save_manifest, save_run_record
+from vptbench.results.search import search_dir
+
+DEFAULT_TRAINING = Training().model_dump(mode="json")
 
 
 def combine_run_dirs(run_dirs: list[Path]) -> tuple[RunManifest, list[RunRecord]]:
@@ -80,7 +85,8 @@ def combine_run_dirs(run_dirs: list[Path]) -> tuple[RunManifest, list[RunRecord]
 
 def copy_run_records(run_dir: Path, manifest: RunManifest, records: list[RunRecord]) -> None:
     """A new run directory's run.json, records and errors.log (where failed records point), for a
-    report made elsewhere than where they ran."""
+    report made elsewhere than where they ran; a copy of one run keeps its search (trials, study,
+    summary), which several runs' combination cannot merge."""
     logs = [(source, Path(source) / ERRORS_LOG) for source in manifest.sources]
     traces = "".join(f"==== from {source}\n{log.read_text(encoding='utf-8')}" for source, log in logs if log.is_file())
     if traces:
@@ -88,6 +94,8 @@ def copy_run_records(run_dir: Path, manifest: RunManifest, records: list[RunReco
     save_manifest(run_dir, manifest)
     for record in records:
         save_run_record(run_dir, record)
+    if len(manifest.sources) == 1 and search_dir(Path(manifest.sources[0])).is_dir():
+        shutil.copytree(search_dir(Path(manifest.sources[0])), search_dir(run_dir), dirs_exist_ok=True)
 
 
 def _setup_difference(first: RunManifest, other: RunManifest) -> str:
@@ -128,5 +136,6 @@ def _settings_difference(first: ExperimentEntry, other: ExperimentEntry) -> str:
 
 def _result_shaping(experiment: ExperimentEntry) -> dict:
     """An experiment's settings flattened to the ones that change its results."""
-    training = {f"training.{k}": v for k, v in experiment.training.items() if k != "seeds"}
+    recorded = {**DEFAULT_TRAINING, **experiment.training}  # a run recorded before a setting existed ran its default
+    training = {f"training.{k}": v for k, v in recorded.items() if k != "seeds"}
     return {"tuner": experiment.tuner, "params": experiment.params, **training}

@@ -118,6 +118,7 @@ class RunRecord(Strict):
     setup_seconds: Annotated[float | None, CSV] = None
     train_seconds: Annotated[float | None, CSV] = None
     eval_seconds: Annotated[float | None, CSV] = None
+    encode_seconds: float | None = None  # the feature encoding this run computed (in setup_seconds); 0: an earlier run's or the cache's; None: no cached features
     images_per_second: Annotated[float | None, CSV] = None
     peak_memory_mb: Annotated[float | None, CSV] = None
     memory_kind: Annotated[str | None, CSV] = None
@@ -132,6 +133,12 @@ class RunRecord(Strict):
     split_sizes: SplitSizes | None = None
     per_class: list[ClassMetrics] | None = None
     confusion_matrix: list[list[int]] | None = None
+    # Per test image, in the test split's stored order (the same for every run of a suite): the
+    # predicted class and the true one, so two strategies can be compared image by image
+    # (reporting.significance). The labels are repeated in every record, not kept once per run
+    # directory, so that a record stands alone (copied, combined); a few ints per image.
+    test_predictions: list[int] | None = None
+    test_labels: list[int] | None = None
     history: list[EpochRow] | None = None
     params: dict[str, Any] = {}
     reference: dict[str, Any] | None = None
@@ -149,6 +156,8 @@ class RunRecord(Strict):
             required = (*COUNTED, "val_accuracy") if self.status in (Status.ok, Status.pruned) else COUNTED
         elif self.status.finished:
             required = MEASURED if self.status == Status.ok else COUNTED  # a diverged run may have nothing finite to test
+        if (self.test_predictions is None) != (self.test_labels is None) or len(self.test_predictions or ()) != len(self.test_labels or ()):
+            raise ValueError("test_predictions and test_labels come together, one per test image")
         if self.status.finished and (missing := [name for name in required if getattr(self, name) is None]):
             raise ValueError(f"a finished {'trial' if self.trial is not None else 'run'} lacks {', '.join(missing)}")
         return self
@@ -171,7 +180,7 @@ class RunRecord(Strict):
 
 
 COUNTED = ("trainable_params", "total_params", "history")
-TESTED = ("test_accuracy", "test_loss", "test_macro_f1", "test_correct", "test_total", "per_class", "confusion_matrix")
+TESTED = ("test_accuracy", "test_loss", "test_macro_f1", "test_correct", "test_total", "per_class", "confusion_matrix", "test_predictions", "test_labels")
 MEASURED = (*COUNTED, "test_accuracy", "val_accuracy", "test_macro_f1", "per_class", "confusion_matrix")
 RECORD_COLUMNS = [name for name, field in RunRecord.model_fields.items() if CSV in field.metadata]
 REFERENCE_FIELDS = ("test_accuracy", "trainable_params", "epochs_to_converge")  # registry's Reference

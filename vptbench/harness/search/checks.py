@@ -11,12 +11,51 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from vptbench.errors import ConfigError
-from vptbench.registry import Training
+from vptbench.registry import Suite, Training
 from vptbench.registry.params import validate_params
 from vptbench.registry.schema import Dimension, Range
-from vptbench.registry.search import ResolvedSearch, continuous
+from vptbench.registry.search import ResolvedSearch, continuous, resolve_search
 
 GRID_LIMIT = 10_000  # points a grid may have: more is a typo, not a plan
+
+
+def search_for(suite_name: str, suite: Suite, experiment_id: str, training: Training, config: type[BaseModel], config_path: Path) -> ResolvedSearch | None:
+    """The experiment's search, checked against its training settings and its tuner's params; a
+    tuner param in the suite's space applies to the experiments whose tuner has it."""
+    spec = suite.experiments[experiment_id]
+    own = spec.search.space if spec.search else None
+    suite_path, own_path = f"suites.{suite_name}.search", f"suites.{suite_name}.experiments.{experiment_id}.search"
+    fields = config.model_fields
+    if unknown := [name for name in (own.params if own else {}) if name not in fields]:
+        raise ConfigError(f"{config_path}: {own_path}.space.params.{unknown[0]}: not a param of tuner '{spec.tuner}' (its params: {', '.join(fields) or 'none'})")
+    shared, others = suite.search, []
+    if shared is not None:  # the suite's params of other tuners left out before resolving: a grid's size counts this tuner's only
+        others = [name for name in shared.space.params if name not in fields]
+        mine = {name: d for name, d in shared.space.params.items() if name in fields}
+        shared = shared.model_copy(update={"space": shared.space.model_copy(update={"params": mine})})
+    search = resolve_search(shared, spec.search, list(suite.training.seeds))
+    if search is None or (others and not search.dimensions()):
+        return None  # (the latter) the suite's space tunes other tuners' params only: this one runs untuned
+    where = {name: f"{own_path if own and name in own.training() else suite_path}.space.{name}" for name in search.training}
+    where |= {f"params.{name}": f"{own_path if own and name in own.params else suite_path}.space.params.{name}" for name in search.params}
+    where["sampler"] = f"{own_path if spec.search and spec.search.sampler else suite_path}.sampler"
+    if not search.dimensions():
+        raise ConfigError(f"{config_path}: {own_path if spec.search else suite_path}.space: nothing to search: name a training setting (such as lr) or a tuner param under `params`")
+    return check_search(search, training, config, spec.params, where, config_path)
+
+
+def check_suite_search(suite_name: str, suite: Suite, plans: list[tuple[BaseModel | None, ResolvedSearch | None]], config_path: Path) -> None:
+    """What holds across a suite's searches, given each planned experiment's (tuner config, search):
+    a tuner param in the suite's space is some tuner's, and every strategy ends with the same final
+    seeds (the final runs are compared seed by seed)."""
+    if suite.search is not None:
+        known = {name for config, _ in plans if config is not None for name in type(config).model_fields}
+        every_tuner = len(plans) == len(suite.experiments) and all(config is not None for config, _ in plans)  # a broken plugin's params are unknown
+        if unknown := [name for name in suite.search.space.params if name not in known and every_tuner]:
+            raise ConfigError(f"{config_path}: suites.{suite_name}.search.space.params.{unknown[0]}: a param of none of the suite's tuners")
+    finals = {tuple(search.final_seeds) for _, search in plans if search}
+    if len(finals) > 1:
+        raise ConfigError(f"{config_path}: suites.{suite_name}: experiments' searches end with different final_seeds ({' vs '.join(map(str, map(list, finals)))}); set final_seeds on the suite's search")
 
 
 def check_search(
