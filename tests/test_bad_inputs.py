@@ -700,6 +700,7 @@ def test_debug_shows_the_traceback_and_keeps_the_exit_code(cli, tiny_config):
     assert code == 2 and "Traceback" not in err
 
 
+@pytest.mark.slow  # end to end through the CLI
 def test_a_run_recorded_before_a_setting_existed_combines_with_one_at_its_default(cli, tiny_config, tmp_path):
     """run.json of an older vptbench lacks the newer training settings (momentum, schedule, …): it
     ran them at their defaults, so it combines with a run that records them."""

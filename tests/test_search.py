@@ -189,6 +189,7 @@ tuner = "linear-probe"
     assert [r.status for r in result.records] == ["ok"]
 
 
+@pytest.mark.slow  # end to end through the CLI
 def test_a_copied_report_keeps_its_search(searched_config, cli, tmp_path):
     code, _, err = cli("run", "E2", "--config", searched_config, "--output", tmp_path / "runs", "--quiet")
     assert code == 0, err
