@@ -30,7 +30,7 @@ def fake_distribution(tmp_path, monkeypatch):
 def test_builtins_register_through_the_entry_point_group():
     found = plugins.find_plugins()
     builtin = {name for name, plugin in found.items() if plugin.distribution == "vptbench"}
-    assert builtin == {"zero-shot", "linear-probe", "vpt-shallow", "vpt-deep", "dual-prompt", "full-finetune"}
+    assert builtin == {"zero-shot", "linear-probe", "vpt-shallow", "vpt-deep", "dual-prompt", "coop", "full-finetune"}
     assert all(plugins.load(found[name]).ok for name in builtin)
 
 
