@@ -389,10 +389,10 @@ def test_cuda_out_of_memory_is_a_status_and_can_retry_with_accumulation(cli, tin
 
     real_step = trainer.train_step
 
-    def oom_unless_accumulating(logits_fn, x, y, optimizer, precision, accumulation=1):
+    def oom_unless_accumulating(logits_fn, x, y, optimizer, precision, accumulation=1, label_smoothing=0.0):
         if accumulation < 4:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return real_step(logits_fn, x, y, optimizer, precision, accumulation)
+        return real_step(logits_fn, x, y, optimizer, precision, accumulation, label_smoothing)
 
     monkeypatch.setattr(trainer, "train_step", oom_unless_accumulating)
     code, out, _ = cli("run", "E2", "--config", tiny_config, "--output", tmp_path / "a", "--quiet", "--json")
@@ -440,7 +440,7 @@ def test_retries_stop_at_one_image_per_micro_batch(cli, tiny_config, tmp_path, m
 
     tried = []
 
-    def always_out_of_memory(logits_fn, x, y, optimizer, precision, accumulation=1):
+    def always_out_of_memory(logits_fn, x, y, optimizer, precision, accumulation=1, label_smoothing=0.0):
         tried.append(accumulation)
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 

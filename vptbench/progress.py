@@ -85,8 +85,10 @@ class RichObserver:
 
     def run_done(self, record: RunRecord) -> None:
         self._drop_epoch_bar()
-        score = f"val acc {record.val_accuracy:.3f}" if record.trial is not None else f"test acc {record.test_accuracy:.3f}"
-        outcome = str(record.status) if record.status != "ok" else score
+        if record.status != "ok":
+            outcome = str(record.status)
+        else:  # a trial is scored on validation, a run on test
+            outcome = f"val acc {record.val_accuracy:.3f}" if record.trial is not None else f"test acc {record.test_accuracy:.3f}"
         # visible here too: runs on Ray workers never call run_started on this side
         self.progress.update(self.suite, advance=1, visible=True, description=f"suite (last: {record.experiment} {outcome})")
         if self.lines:
