@@ -42,8 +42,8 @@ class Pruning:
 
 def make_pruner(name: str, epochs: int):
     """Optuna's pruner of that name, over epochs: the median rule starts after two finished trials
-    and a tenth of the epochs (on demo-tuned a fifth saved 39 % of trial epochs, a tenth 44 %, both
-    with the same best trials: benchmarks/RESULTS.md); Hyperband's brackets span one epoch to all."""
+    and a tenth of the epochs (on demo-tuned's curves a fifth saved 39 % of trial epochs, a tenth 44 %,
+    both with the same best trials: benchmarks/RESULTS.md); Hyperband's brackets span one epoch to all."""
     import optuna
 
     if name == "median":
