@@ -35,6 +35,7 @@ def _strict(text: str):
     return json.loads(text, parse_constant=refuse)
 
 
+@pytest.mark.slow  # over 1 s: whole runs or plots
 def test_logits_that_are_not_numbers_are_never_an_accuracy(tiny_config, tmp_path):
     """Zero-shot of NaN logits was recorded ok at 0.333 (the argmax of NaN); a trained run whose
     evaluations are NaN kept test metrics computed from them."""
@@ -124,6 +125,7 @@ def test_a_stop_names_the_runs_that_never_started(cli, tiny_config, tmp_path, mo
     assert json.loads(out)["not_run"] == ["E2-seed0", "E3-seed0"]
 
 
+@pytest.mark.slow  # over 1 s: whole runs or plots
 def test_resume_can_skip_an_experiment_that_cannot_finish(cli, tiny_config, tmp_path):
     assert cli("run", "E1", "--config", tiny_config, "--output", tmp_path, "--quiet", "--executor", "inline")[0] == 0
     (run_dir,) = (p for p in tmp_path.iterdir() if p.is_dir())

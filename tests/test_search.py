@@ -47,6 +47,7 @@ def _chosen(run_dir: Path) -> dict:
     return {s.experiment: (s.best, s.best_val_accuracy) for s in summary.experiments}
 
 
+@pytest.mark.slow  # over 1 s: whole runs or plots
 def test_a_search_tunes_each_strategy_then_runs_its_best_values(searched_config, tmp_path):
     plan = plan_from_registry(searched_config, "s", None, None)
     result = _run(plan, tmp_path)
@@ -163,6 +164,7 @@ def test_a_damaged_study_journal_is_named_with_the_command_to_start_afresh(tmp_p
     assert (tmp_path / "run.json").read_text() == "{}"
 
 
+@pytest.mark.slow  # over 1 s: whole runs or plots
 def test_a_trial_whose_values_do_not_go_together_costs_one_trial(tmp_path, tiny_model_dir, image_folder):
     """Each value passes alone, a combination is refused (warm-up as long as training): that trial
     fails with the reason, the grid goes on and the best is chosen among the rest."""

@@ -143,6 +143,7 @@ def test_the_markdown_section_says_when_budgets_differ(tmp_path):
     assert not (tmp_path / "trials.csv").exists()  # md only
 
 
+@pytest.mark.slow  # over 1 s: whole runs or plots
 def test_equal_budgets_give_no_warning_and_the_plots_are_pngs_that_show_something(tmp_path):
     _, runs = _searched_run(tmp_path, e3_trials=5)
     written = write_reports(tmp_path, _meta(["E2", "E3"]), runs)

@@ -141,6 +141,7 @@ def _meta(records):
     })  # fmt: skip
 
 
+@pytest.mark.slow  # over 1 s: whole runs or plots
 def test_the_report_says_which_differences_are_real_and_writes_them_down(tmp_path):
     from vptbench.reporting import write_reports
     from vptbench.reporting.schema import Report
